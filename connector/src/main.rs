@@ -1,1 +1,221 @@
-fn main() {}
+//! The `kafka-influx-sink` command: run the sink, check a configuration, simulate generators.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kafka_influx_sink::config::Config;
+use kafka_influx_sink::simulate::{KeyMode, Limit, SimulateOptions};
+use tokio_util::sync::CancellationToken;
+
+/// Kafka → InfluxDB sink that never loses a record: schema-validated records become line
+/// protocol, offsets are committed only after InfluxDB acknowledged the write, and records that
+/// cannot be written go to a dead-letter topic with the reason.
+#[derive(Debug, Parser)]
+#[command(name = "kafka-influx-sink", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the sink until SIGTERM or SIGINT (a second signal exits at once).
+    ///
+    /// Consumes the configured topics in the configured consumer group, validates and maps each
+    /// record, writes batches to InfluxDB, dead-letters rejected records, and commits offsets
+    /// only once everything before them is durable.
+    Run(ConfigArg),
+    /// Validate a configuration and print the effective settings, secrets redacted.
+    ///
+    /// Applies `KIS_<SECTION>__<KEY>` environment overrides and reads secret files exactly as
+    /// `run` would. Exits with status 2 and names the key on any problem.
+    CheckConfig(ConfigArg),
+    /// Produce simulated emergency-generator telemetry to Kafka.
+    ///
+    /// Uses the `[kafka]` brokers (and properties) of the configuration. Prints a JSON summary
+    /// (`valid`, `invalid`, `failed`) on standard output when done.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// Configuration file (TOML); see config/reference.toml for every key.
+    #[arg(long, short, env = "KIS_CONFIG")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct SimulateArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Topic to produce to [default: the first of kafka.topics].
+    #[arg(long)]
+    topic: Option<String>,
+    /// Number of generators.
+    #[arg(long, default_value_t = 10)]
+    generators: usize,
+    /// Records per second across all generators (0 = as fast as possible).
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Stop after this many records.
+    #[arg(long, conflicts_with = "duration")]
+    count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Record key: the generator id, or a fresh UUID per record (as the original producer).
+    #[arg(long, value_enum, default_value_t = KeyArg::Uuid)]
+    key: KeyArg,
+    /// Share of records (0.0-1.0) made invalid on purpose: broken JSON, missing or mistyped
+    /// fields, NaN, empty generator ids.
+    #[arg(long, default_value_t = 0.0)]
+    invalid_ratio: f64,
+    /// Seed for positions, readings and the choice of invalid records.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KeyArg {
+    Generator,
+    Uuid,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config_path = match &cli.command {
+        Command::Run(args) | Command::CheckConfig(args) => &args.config,
+        Command::Simulate(args) => &args.config.config,
+    };
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::CheckConfig(_) = cli.command {
+        print!("{}", config.effective_toml());
+        eprintln!("configuration OK: {}", config_path.display());
+        return ExitCode::SUCCESS;
+    }
+    kafka_influx_sink::logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(handle_signals(shutdown.clone()));
+        match cli.command {
+            Command::Run(_) => kafka_influx_sink::run(config, shutdown)
+                .await
+                .map(|_| ())
+                .context("sink failed"),
+            Command::Simulate(args) => simulate(&config, args, shutdown).await,
+            Command::CheckConfig(_) => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "exiting");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn simulate(
+    config: &Config,
+    args: SimulateArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.invalid_ratio),
+        "--invalid-ratio must be between 0 and 1"
+    );
+    anyhow::ensure!(
+        args.rate >= 0.0 && args.rate.is_finite(),
+        "--rate must be 0 or more"
+    );
+    anyhow::ensure!(args.generators >= 1, "--generators must be at least 1");
+    let limit = match (args.count, args.duration) {
+        (Some(count), _) => Limit::Count(count),
+        (None, Some(seconds)) => {
+            anyhow::ensure!(
+                seconds.is_finite() && seconds > 0.0,
+                "--duration must be positive"
+            );
+            Limit::Duration(Duration::from_secs_f64(seconds))
+        }
+        (None, None) => Limit::Unbounded,
+    };
+    let topic = match args.topic {
+        Some(topic) => topic,
+        None => config
+            .kafka
+            .topics
+            .first()
+            .cloned()
+            .context("kafka.topics is empty")?,
+    };
+    let options = SimulateOptions {
+        topic,
+        generators: args.generators,
+        rate: args.rate,
+        limit,
+        key: match args.key {
+            KeyArg::Generator => KeyMode::Generator,
+            KeyArg::Uuid => KeyMode::Uuid,
+        },
+        invalid_ratio: args.invalid_ratio,
+        seed: args.seed,
+    };
+    let summary = kafka_influx_sink::simulate::simulate(&config.kafka, &options, shutdown)
+        .await
+        .context("cannot create the Kafka producer")?;
+    println!("{}", serde_json::to_string(&summary)?);
+    anyhow::ensure!(
+        summary.failed == 0,
+        "{} records were not acknowledged by Kafka",
+        summary.failed
+    );
+    Ok(())
+}
+
+/// First SIGTERM/SIGINT: graceful shutdown. Second: exit at once.
+async fn handle_signals(shutdown: CancellationToken) {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+    for round in 0..2 {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        if round == 0 {
+            tracing::info!("shutdown requested; a second signal exits immediately");
+            shutdown.cancel();
+        } else {
+            tracing::warn!(
+                "second signal: exiting without waiting; uncommitted records are re-read on restart"
+            );
+            std::process::exit(130);
+        }
+    }
+}

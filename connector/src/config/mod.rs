@@ -1,0 +1,708 @@
+//! Configuration: one TOML file, overridden by environment variables, validated once.
+//!
+//! Loading has two phases. [`raw`] is the file as written (parsed, unknown keys rejected);
+//! [`Config`] is the validated, built form: compiled mapping, parsed URLs, secrets read from
+//! their files. Code after [`Config::load`] may assume every value is valid.
+//!
+//! # Environment variables
+//! `KIS_<SECTION>__<KEY>=value` overrides `<key>` in `[<section>]`; each `__` descends one level
+//! (`KIS_MAPPING__TIMESTAMP__SOURCE=field`). Names are matched lower-cased. Under
+//! `[kafka.properties]` single underscores become dots, because librdkafka property names never
+//! contain underscores: `KIS_KAFKA__PROPERTIES__SESSION_TIMEOUT_MS=6000` sets
+//! `session.timeout.ms`. Only variables containing `__` are configuration, so other `KIS_`
+//! variables (used by scripts) are left alone.
+
+pub mod raw;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Url;
+use serde_json::Value;
+
+use crate::batch::BatchPolicy;
+use crate::decode::WireFormat;
+use crate::map::{FieldPath, Mapping, TimeUnit, TimestampSource};
+use crate::secret::Secret;
+use crate::source::KafkaSettings;
+use crate::write::{Backoff, InfluxApi, InfluxAuth, InfluxSettings};
+use raw::RawConfig;
+
+/// Prefix of configuration environment variables.
+pub const ENV_PREFIX: &str = "KIS_";
+
+/// librdkafka properties the sink sets itself; overriding them would break the delivery guarantee
+/// or duplicate a first-class key.
+const MANAGED_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "use kafka.brokers"),
+    ("group.id", "use kafka.group_id"),
+    ("auto.offset.reset", "use kafka.auto_offset_reset"),
+    ("auto.commit.interval.ms", "use kafka.commit_interval_ms"),
+    (
+        "enable.auto.offset.store",
+        "the sink stores offsets itself, only after a record is durable",
+    ),
+    (
+        "enable.auto.commit",
+        "the sink commits only stored (durable) offsets and must control committing",
+    ),
+];
+
+/// A configuration problem, always naming the key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key is unknown, missing or has a bad value.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `batch.max_records`.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// A `tracing` filter directive, e.g. `info`.
+    pub filter: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable text on a terminal, JSON otherwise.
+    Auto,
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Schema settings.
+#[derive(Debug, Clone)]
+pub struct SchemaSettings {
+    /// Wire format.
+    pub format: WireFormat,
+    /// The local JSON Schema, if configured.
+    pub json_schema: Option<Value>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Source.
+    pub kafka: KafkaSettings,
+    /// Decoding and validation.
+    pub schema: SchemaSettings,
+    /// Record → point.
+    pub mapping: Mapping,
+    /// Destination.
+    pub influxdb: InfluxSettings,
+    /// Flush policy.
+    pub batch: BatchPolicy,
+    /// Dead-letter topic template; `{topic}` is the source topic.
+    pub dead_letter_topic: String,
+    /// Metrics and health endpoint address, when enabled.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Logging.
+    pub log: LogSettings,
+    /// Longest graceful shutdown.
+    pub shutdown_timeout: Duration,
+    effective: RawConfig,
+}
+
+impl Config {
+    /// Loads `path`, applies the process's `KIS_…__…` environment variables and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, path, base_dir, std::env::vars())
+    }
+
+    /// Parses configuration text; relative paths are resolved against `base_dir`.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        base_dir: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|error| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: error.to_string(),
+        })?;
+        let overridden = apply_env_overrides(&mut table, env)?;
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|error| {
+                let key = error.path().to_string();
+                let mut message = error.inner().to_string();
+                if let Some(variable) = overridden.get(&key) {
+                    message.push_str(&format!(" (set by environment variable {variable})"));
+                }
+                invalid(
+                    if key == "." {
+                        "(top level)".into()
+                    } else {
+                        key
+                    },
+                    message,
+                )
+            })?;
+        build(raw, base_dir)
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn effective_toml(&self) -> String {
+        toml::to_string_pretty(&self.effective)
+            .unwrap_or_else(|error| format!("# cannot print: {error}\n"))
+    }
+}
+
+/// Applies environment overrides; returns dotted key → variable name for error messages.
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut overridden = BTreeMap::new();
+    let mut variables: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX) && name.contains("__"))
+        .collect();
+    // Deterministic order, so a conflict always reports the same way.
+    variables.sort();
+    for (name, value) in variables {
+        let mut segments: Vec<String> = name[ENV_PREFIX.len()..]
+            .split("__")
+            .map(str::to_lowercase)
+            .collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(invalid(name, "empty key segment: use KIS_<SECTION>__<KEY>"));
+        }
+        if segments.len() == 3 && segments[0] == "kafka" && segments[1] == "properties" {
+            segments[2] = segments[2].replace('_', ".");
+        }
+        let Some((leaf, parents)) = segments.split_last() else {
+            continue;
+        };
+        let mut current = &mut *table;
+        for (depth, segment) in parents.iter().enumerate() {
+            let entry = current
+                .entry(segment.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            current = entry.as_table_mut().ok_or_else(|| {
+                invalid(
+                    parents[..=depth].join("."),
+                    format!("is not a section, so {name} cannot set a key inside it"),
+                )
+            })?;
+        }
+        current.insert(leaf.clone(), toml::Value::String(value));
+        overridden.insert(segments.join("."), name);
+    }
+    Ok(overridden)
+}
+
+fn build(mut raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
+    let kafka = build_kafka(&raw)?;
+    let schema = build_schema(&raw, base_dir)?;
+    let mapping = build_mapping(&raw)?;
+    let influxdb = build_influxdb(&mut raw, base_dir)?;
+    let batch = build_batch(&raw)?;
+    let dead_letter_topic = build_dead_letter(&raw, &kafka.topics)?;
+    let metrics_listen = if raw.metrics.enabled {
+        Some(raw.metrics.listen.parse().map_err(|error| {
+            invalid(
+                "metrics.listen",
+                format!(
+                    "`{}` is not a socket address such as 0.0.0.0:9464: {error}",
+                    raw.metrics.listen
+                ),
+            )
+        })?)
+    } else {
+        None
+    };
+    let log = build_log(&raw)?;
+    if raw.shutdown.timeout_ms == 0 {
+        return Err(invalid("shutdown.timeout_ms", "must be at least 1"));
+    }
+    Ok(Config {
+        kafka,
+        schema,
+        mapping,
+        influxdb,
+        batch,
+        dead_letter_topic,
+        metrics_listen,
+        log,
+        shutdown_timeout: Duration::from_millis(raw.shutdown.timeout_ms),
+        effective: raw,
+    })
+}
+
+fn build_kafka(raw: &RawConfig) -> Result<KafkaSettings, ConfigError> {
+    let kafka = &raw.kafka;
+    let brokers = kafka.brokers.items();
+    if brokers.is_empty() {
+        return Err(invalid(
+            "kafka.brokers",
+            "needs at least one broker, e.g. [\"localhost:9092\"]",
+        ));
+    }
+    if let Some(bad) = brokers.iter().find(|broker| !broker.contains(':')) {
+        return Err(invalid(
+            "kafka.brokers",
+            format!("`{bad}` is not host:port"),
+        ));
+    }
+    if kafka.group_id.trim().is_empty() {
+        return Err(invalid("kafka.group_id", "must not be empty"));
+    }
+    let topics = kafka.topics.items();
+    if topics.is_empty() {
+        return Err(invalid("kafka.topics", "needs at least one topic"));
+    }
+    for topic in &topics {
+        check_topic_name("kafka.topics", topic)?;
+    }
+    if !["earliest", "latest"].contains(&kafka.auto_offset_reset.as_str()) {
+        return Err(invalid(
+            "kafka.auto_offset_reset",
+            format!(
+                "`{}` is neither `earliest` nor `latest`",
+                kafka.auto_offset_reset
+            ),
+        ));
+    }
+    if kafka.commit_interval_ms == 0 {
+        return Err(invalid("kafka.commit_interval_ms", "must be at least 1"));
+    }
+    let mut properties = BTreeMap::new();
+    for (name, value) in &kafka.properties {
+        if let Some((_, why)) = MANAGED_PROPERTIES
+            .iter()
+            .find(|(managed, _)| managed == name)
+        {
+            return Err(invalid(
+                format!("kafka.properties.\"{name}\""),
+                format!("cannot be set here: {why}"),
+            ));
+        }
+        properties.insert(name.clone(), value.as_text());
+    }
+    Ok(KafkaSettings {
+        brokers,
+        group_id: kafka.group_id.clone(),
+        topics,
+        auto_offset_reset: kafka.auto_offset_reset.clone(),
+        commit_interval: Duration::from_millis(kafka.commit_interval_ms),
+        properties,
+    })
+}
+
+fn check_topic_name(key: &str, topic: &str) -> Result<(), ConfigError> {
+    let legal = topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if topic.is_empty() || topic.len() > 249 || !legal || topic == "." || topic == ".." {
+        return Err(invalid(
+            key,
+            format!("`{topic}` is not a legal Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"),
+        ));
+    }
+    Ok(())
+}
+
+fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base_dir.join(path)
+    }
+}
+
+fn build_schema(raw: &RawConfig, base_dir: &Path) -> Result<SchemaSettings, ConfigError> {
+    let format = WireFormat::parse(&raw.schema.format).ok_or_else(|| {
+        invalid(
+            "schema.format",
+            format!(
+                "`{}` is not one of auto, json, confluent_json",
+                raw.schema.format
+            ),
+        )
+    })?;
+    let json_schema = match &raw.schema.json_schema_file {
+        None => None,
+        Some(file) => {
+            let path = resolve(base_dir, file);
+            let key = "schema.json_schema_file";
+            let text = std::fs::read_to_string(&path).map_err(|error| {
+                invalid(key, format!("cannot read {}: {error}", path.display()))
+            })?;
+            let schema: Value = serde_json::from_str(&text).map_err(|error| {
+                invalid(
+                    key,
+                    format!("{} is not valid JSON: {error}", path.display()),
+                )
+            })?;
+            crate::decode::Decoder::new(format, Some(&schema)).map_err(|error| {
+                invalid(
+                    key,
+                    format!("{} is not a usable JSON Schema: {error}", path.display()),
+                )
+            })?;
+            Some(schema)
+        }
+    };
+    Ok(SchemaSettings {
+        format,
+        json_schema,
+    })
+}
+
+fn build_mapping(raw: &RawConfig) -> Result<Mapping, ConfigError> {
+    let mapping = &raw.mapping;
+    if mapping.measurement.is_empty() || mapping.measurement.contains(['\n', '\r']) {
+        return Err(invalid(
+            "mapping.measurement",
+            "must be non-empty and on one line",
+        ));
+    }
+    let parse_all =
+        |key: &str, items: Vec<String>| -> Result<Vec<(String, FieldPath)>, ConfigError> {
+            let mut parsed: Vec<(String, FieldPath)> = Vec::new();
+            for item in items {
+                let path = FieldPath::parse(&item)
+                    .map_err(|error| invalid(key, format!("`{item}`: {error}")))?;
+                let name = path.default_name();
+                if parsed.iter().any(|(existing, _)| *existing == name) {
+                    return Err(invalid(key, format!("`{name}` is listed twice")));
+                }
+                parsed.push((name, path));
+            }
+            Ok(parsed)
+        };
+    let tags = parse_all("mapping.tags", mapping.tags.items())?;
+    let fields = parse_all("mapping.fields", mapping.fields.items())?;
+    if fields.is_empty() {
+        return Err(invalid(
+            "mapping.fields",
+            "needs at least one field: InfluxDB points must have one",
+        ));
+    }
+    if let Some((name, _)) = tags
+        .iter()
+        .find(|(tag, _)| fields.iter().any(|(field, _)| field == tag))
+    {
+        return Err(invalid(
+            "mapping.fields",
+            format!("`{name}` is also a tag; InfluxDB rejects a key used as both"),
+        ));
+    }
+    let timestamp = &mapping.timestamp;
+    let source = match timestamp.source.as_deref().unwrap_or("kafka") {
+        "kafka" => {
+            if timestamp.field.is_some() || timestamp.unit.is_some() {
+                return Err(invalid(
+                    "mapping.timestamp",
+                    "`field` and `unit` only apply with source = \"field\"",
+                ));
+            }
+            TimestampSource::Kafka
+        }
+        "field" => {
+            let field = timestamp.field.as_deref().ok_or_else(|| {
+                invalid(
+                    "mapping.timestamp.field",
+                    "is required with source = \"field\"",
+                )
+            })?;
+            let path = FieldPath::parse(field)
+                .map_err(|error| invalid("mapping.timestamp.field", error))?;
+            let unit_text = timestamp.unit.as_deref().ok_or_else(|| {
+                invalid(
+                    "mapping.timestamp.unit",
+                    "is required with source = \"field\" (s, ms, us or ns)",
+                )
+            })?;
+            let unit = TimeUnit::parse(unit_text).ok_or_else(|| {
+                invalid(
+                    "mapping.timestamp.unit",
+                    format!("`{unit_text}` is not one of s, ms, us, ns"),
+                )
+            })?;
+            TimestampSource::Field { path, unit }
+        }
+        other => {
+            return Err(invalid(
+                "mapping.timestamp.source",
+                format!("`{other}` is neither `kafka` nor `field`"),
+            ));
+        }
+    };
+    Ok(Mapping::new(
+        mapping.measurement.clone(),
+        tags,
+        fields,
+        source,
+    ))
+}
+
+fn read_secret_file(key: &str, base_dir: &Path, file: &Path) -> Result<Secret, ConfigError> {
+    let path = resolve(base_dir, file);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|error| invalid(key, format!("cannot read {}: {error}", path.display())))?;
+    let value = text.trim_end_matches(['\n', '\r']);
+    if value.is_empty() {
+        return Err(invalid(key, format!("{} is empty", path.display())));
+    }
+    Ok(Secret::new(value))
+}
+
+/// Resolves a secret given inline or as a file; both at once is ambiguous.
+fn secret(
+    inline: &mut Option<Secret>,
+    file: &Option<PathBuf>,
+    key: &str,
+    base_dir: &Path,
+) -> Result<Option<Secret>, ConfigError> {
+    match (inline.as_ref(), file) {
+        (Some(_), Some(_)) => Err(invalid(
+            format!("{key}_file"),
+            format!("set either {key} or {key}_file, not both"),
+        )),
+        (Some(value), None) if value.expose().is_empty() => Err(invalid(key, "must not be empty")),
+        (Some(value), None) => Ok(Some(value.clone())),
+        (None, Some(file)) => {
+            let value = read_secret_file(&format!("{key}_file"), base_dir, file)?;
+            *inline = Some(value.clone());
+            Ok(Some(value))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn required(value: &Option<String>, key: &str, api: &str) -> Result<String, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        Some(text) if !text.is_empty() => Ok(text.to_owned()),
+        _ => Err(invalid(key, format!("is required with api = \"{api}\""))),
+    }
+}
+
+fn build_influxdb(raw: &mut RawConfig, base_dir: &Path) -> Result<InfluxSettings, ConfigError> {
+    let influx = &mut raw.influxdb;
+    let url = Url::parse(&influx.url).map_err(|error| {
+        invalid(
+            "influxdb.url",
+            format!("`{}` is not a URL: {error}", influx.url),
+        )
+    })?;
+    if !["http", "https"].contains(&url.scheme()) {
+        return Err(invalid(
+            "influxdb.url",
+            "must start with http:// or https://",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Credentials in a URL end up in logs and error messages; keep them in their own keys.
+        return Err(invalid(
+            "influxdb.url",
+            "must not contain credentials; use influxdb.username/password or influxdb.token",
+        ));
+    }
+    if url.query().is_some() {
+        return Err(invalid(
+            "influxdb.url",
+            "must not contain a query string; the sink builds it",
+        ));
+    }
+    let password = secret(
+        &mut influx.password,
+        &influx.password_file,
+        "influxdb.password",
+        base_dir,
+    )?;
+    let token = secret(
+        &mut influx.token,
+        &influx.token_file,
+        "influxdb.token",
+        base_dir,
+    )?;
+    let api = match influx.api.as_str() {
+        "v1" => {
+            let database = required(&influx.database, "influxdb.database", "v1")?;
+            let retention_policy = influx.retention_policy.clone().filter(|rp| !rp.is_empty());
+            let auth = match (&influx.username, password) {
+                (Some(username), Some(password)) => InfluxAuth::Basic {
+                    username: username.clone(),
+                    password,
+                },
+                (None, None) => InfluxAuth::None,
+                (Some(_), None) => {
+                    return Err(invalid(
+                        "influxdb.password",
+                        "is required when influxdb.username is set",
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(invalid(
+                        "influxdb.username",
+                        "is required when influxdb.password is set",
+                    ));
+                }
+            };
+            if token.is_some() {
+                return Err(invalid(
+                    "influxdb.token",
+                    "is not used with api = \"v1\"; use username and password",
+                ));
+            }
+            (
+                InfluxApi::V1 {
+                    database,
+                    retention_policy,
+                },
+                auth,
+            )
+        }
+        "v2" => {
+            let org = required(&influx.org, "influxdb.org", "v2")?;
+            let bucket = required(&influx.bucket, "influxdb.bucket", "v2")?;
+            let token = token.ok_or_else(|| {
+                invalid(
+                    "influxdb.token",
+                    "is required with api = \"v2\" (or token_file)",
+                )
+            })?;
+            (InfluxApi::V2 { org, bucket }, InfluxAuth::Token(token))
+        }
+        "v3" => {
+            let database = required(&influx.database, "influxdb.database", "v3")?;
+            let auth = token.map_or(InfluxAuth::None, InfluxAuth::Bearer);
+            (InfluxApi::V3 { database }, auth)
+        }
+        other => {
+            return Err(invalid(
+                "influxdb.api",
+                format!("`{other}` is not one of v1, v2, v3"),
+            ));
+        }
+    };
+    let (api, auth) = api;
+    if influx.timeout_ms == 0 {
+        return Err(invalid("influxdb.timeout_ms", "must be at least 1"));
+    }
+    if influx.retry_initial_backoff_ms == 0 {
+        return Err(invalid(
+            "influxdb.retry_initial_backoff_ms",
+            "must be at least 1",
+        ));
+    }
+    if influx.retry_max_backoff_ms < influx.retry_initial_backoff_ms {
+        return Err(invalid(
+            "influxdb.retry_max_backoff_ms",
+            "must be at least influxdb.retry_initial_backoff_ms",
+        ));
+    }
+    Ok(InfluxSettings {
+        url,
+        api,
+        auth,
+        gzip: influx.gzip,
+        timeout: Duration::from_millis(influx.timeout_ms),
+        backoff: Backoff {
+            initial: Duration::from_millis(influx.retry_initial_backoff_ms),
+            max: Duration::from_millis(influx.retry_max_backoff_ms),
+        },
+    })
+}
+
+fn build_batch(raw: &RawConfig) -> Result<BatchPolicy, ConfigError> {
+    let batch = &raw.batch;
+    if batch.max_records == 0 {
+        return Err(invalid("batch.max_records", "must be at least 1"));
+    }
+    if batch.max_bytes < 1024 {
+        return Err(invalid("batch.max_bytes", "must be at least 1024"));
+    }
+    if batch.linger_ms == 0 {
+        return Err(invalid("batch.linger_ms", "must be at least 1"));
+    }
+    Ok(BatchPolicy {
+        max_records: batch.max_records,
+        max_bytes: batch.max_bytes,
+        linger: Duration::from_millis(batch.linger_ms),
+    })
+}
+
+fn build_dead_letter(raw: &RawConfig, topics: &[String]) -> Result<String, ConfigError> {
+    let template = &raw.dead_letter.topic;
+    for topic in topics {
+        let target = crate::dead_letter::topic_for(template, topic);
+        check_topic_name("dead_letter.topic", &target)?;
+        if topics.contains(&target) {
+            return Err(invalid(
+                "dead_letter.topic",
+                format!("`{target}` is also a source topic: dead letters would be consumed again"),
+            ));
+        }
+    }
+    Ok(template.clone())
+}
+
+fn build_log(raw: &RawConfig) -> Result<LogSettings, ConfigError> {
+    tracing_subscriber::EnvFilter::try_new(&raw.log.level).map_err(|error| {
+        invalid(
+            "log.level",
+            format!("`{}` is not a log filter: {error}", raw.log.level),
+        )
+    })?;
+    let format = match raw.log.format.as_str() {
+        "auto" => LogFormat::Auto,
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(invalid(
+                "log.format",
+                format!("`{other}` is not one of auto, text, json"),
+            ));
+        }
+    };
+    Ok(LogSettings {
+        filter: raw.log.level.clone(),
+        format,
+    })
+}
+
+#[cfg(test)]
+mod tests;

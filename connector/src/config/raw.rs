@@ -1,0 +1,408 @@
+//! The configuration file as written by the user: only parsed, not yet validated.
+//!
+//! Every struct rejects unknown keys, so a typo such as `max_recods` is an error at start-up
+//! instead of a silently ignored setting. Field docs double as the user documentation mirrored
+//! in `config/reference.toml`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::secret::Secret;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where records come from.
+    pub kafka: RawKafka,
+    /// How record values are decoded and validated.
+    #[serde(default)]
+    pub schema: RawSchema,
+    /// How a record becomes an InfluxDB point.
+    #[serde(default)]
+    pub mapping: RawMapping,
+    /// Where points go.
+    pub influxdb: RawInfluxDb,
+    /// When a batch is written.
+    #[serde(default)]
+    pub batch: RawBatch,
+    /// Where records that cannot be written go.
+    #[serde(default)]
+    pub dead_letter: RawDeadLetter,
+    /// The metrics and health HTTP endpoint.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    /// Logging.
+    #[serde(default)]
+    pub log: RawLog,
+    /// Graceful shutdown.
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafka {
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: StringList,
+    /// Consumer group; replicas with the same group share the partitions.
+    pub group_id: String,
+    /// Topics to consume.
+    pub topics: StringList,
+    /// Where a group without a committed offset starts: `earliest` or `latest`.
+    #[serde(default = "default_auto_offset_reset")]
+    pub auto_offset_reset: String,
+    /// How often durable offsets are committed, in milliseconds.
+    #[serde(default = "default_commit_interval_ms", deserialize_with = "flexible")]
+    pub commit_interval_ms: u64,
+    /// Extra librdkafka properties, passed through as they are.
+    #[serde(default)]
+    pub properties: BTreeMap<String, PropertyValue>,
+}
+
+/// A list given either as a TOML array or as one comma-separated string
+/// (handy in environment variables: `KIS_KAFKA__TOPICS=a,b`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum StringList {
+    /// `["a", "b"]`
+    List(Vec<String>),
+    /// `"a,b"`
+    Joined(String),
+}
+
+impl StringList {
+    /// The items, trimmed, empty ones dropped.
+    pub fn items(&self) -> Vec<String> {
+        let raw: Vec<&str> = match self {
+            StringList::List(items) => items.iter().map(String::as_str).collect(),
+            StringList::Joined(joined) => joined.split(',').collect(),
+        };
+        raw.into_iter()
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// A librdkafka property value; numbers and booleans are accepted for convenience.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum PropertyValue {
+    /// `"6000"`
+    Text(String),
+    /// `6000`
+    Integer(i64),
+    /// `true`
+    Bool(bool),
+}
+
+impl PropertyValue {
+    /// The value as librdkafka wants it.
+    pub fn as_text(&self) -> String {
+        match self {
+            PropertyValue::Text(text) => text.clone(),
+            PropertyValue::Integer(number) => number.to_string(),
+            PropertyValue::Bool(flag) => flag.to_string(),
+        }
+    }
+}
+
+/// `[schema]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchema {
+    /// `auto` (detect per record), `json` or `confluent_json`.
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// JSON Schema every record must satisfy; without it records are not schema-validated.
+    pub json_schema_file: Option<PathBuf>,
+}
+
+impl Default for RawSchema {
+    fn default() -> Self {
+        Self {
+            format: default_format(),
+            json_schema_file: None,
+        }
+    }
+}
+
+/// `[mapping]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMapping {
+    /// Measurement name of every point.
+    #[serde(default = "default_measurement")]
+    pub measurement: String,
+    /// Record fields written as tags (a name, or a JSON Pointer such as `/meta/site`).
+    #[serde(default = "default_tags")]
+    pub tags: StringList,
+    /// Record fields written as float fields (a name, or a JSON Pointer).
+    #[serde(default = "default_fields")]
+    pub fields: StringList,
+    /// Where a point's timestamp comes from.
+    #[serde(default)]
+    pub timestamp: RawTimestamp,
+}
+
+impl Default for RawMapping {
+    fn default() -> Self {
+        Self {
+            measurement: default_measurement(),
+            tags: default_tags(),
+            fields: default_fields(),
+            timestamp: RawTimestamp::default(),
+        }
+    }
+}
+
+/// `[mapping.timestamp]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimestamp {
+    /// `kafka` (the record's Kafka timestamp, default) or `field`.
+    pub source: Option<String>,
+    /// With `source = "field"`: the record field holding the time (name or JSON Pointer).
+    pub field: Option<String>,
+    /// With `source = "field"`: `s`, `ms`, `us` or `ns`.
+    pub unit: Option<String>,
+}
+
+/// `[influxdb]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInfluxDb {
+    /// Write API: `v1` (`/write`), `v2` (`/api/v2/write`) or `v3` (`/api/v3/write_lp`).
+    #[serde(default = "default_api")]
+    pub api: String,
+    /// Base URL, e.g. `http://127.0.0.1:8086`.
+    pub url: String,
+    /// v1 and v3: database name.
+    pub database: Option<String>,
+    /// v1: retention policy (the database's default when unset).
+    pub retention_policy: Option<String>,
+    /// v1: user name.
+    pub username: Option<String>,
+    /// v1: password.
+    pub password: Option<Secret>,
+    /// v1: file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// v2: organisation.
+    pub org: Option<String>,
+    /// v2: bucket.
+    pub bucket: Option<String>,
+    /// v2 and v3: API token.
+    pub token: Option<Secret>,
+    /// v2 and v3: file holding the API token.
+    pub token_file: Option<PathBuf>,
+    /// Compress request bodies with gzip.
+    #[serde(default = "default_true", deserialize_with = "flexible")]
+    pub gzip: bool,
+    /// Timeout of one write request, in milliseconds.
+    #[serde(default = "default_request_timeout_ms", deserialize_with = "flexible")]
+    pub timeout_ms: u64,
+    /// First retry delay, in milliseconds.
+    #[serde(default = "default_retry_initial_ms", deserialize_with = "flexible")]
+    pub retry_initial_backoff_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    #[serde(default = "default_retry_max_ms", deserialize_with = "flexible")]
+    pub retry_max_backoff_ms: u64,
+}
+
+/// `[batch]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch {
+    /// Write when this many records are buffered.
+    #[serde(default = "default_max_records", deserialize_with = "flexible")]
+    pub max_records: usize,
+    /// Write when the buffered line protocol reaches this many bytes.
+    #[serde(default = "default_max_bytes", deserialize_with = "flexible")]
+    pub max_bytes: usize,
+    /// Write at the latest this long after the first buffered record, in milliseconds.
+    #[serde(default = "default_linger_ms", deserialize_with = "flexible")]
+    pub linger_ms: u64,
+}
+
+impl Default for RawBatch {
+    fn default() -> Self {
+        Self {
+            max_records: default_max_records(),
+            max_bytes: default_max_bytes(),
+            linger_ms: default_linger_ms(),
+        }
+    }
+}
+
+/// `[dead_letter]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeadLetter {
+    /// Dead-letter topic; `{topic}` is replaced by the source topic.
+    #[serde(default = "default_dead_letter_topic")]
+    pub topic: String,
+}
+
+impl Default for RawDeadLetter {
+    fn default() -> Self {
+        Self {
+            topic: default_dead_letter_topic(),
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Serve `/metrics`, `/healthz` and `/readyz`.
+    #[serde(default = "default_true", deserialize_with = "flexible")]
+    pub enabled: bool,
+    /// Address to listen on.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a full filter such as `info,rdkafka=debug`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// `auto` (text on a terminal, JSON otherwise), `text` or `json`.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            level: default_log_level(),
+            format: default_log_format(),
+        }
+    }
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    /// Longest time a graceful shutdown may take (flush, write, commit), in milliseconds.
+    #[serde(default = "default_shutdown_timeout_ms", deserialize_with = "flexible")]
+    pub timeout_ms: u64,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        Self {
+            timeout_ms: default_shutdown_timeout_ms(),
+        }
+    }
+}
+
+fn default_auto_offset_reset() -> String {
+    "earliest".into()
+}
+fn default_commit_interval_ms() -> u64 {
+    5_000
+}
+fn default_format() -> String {
+    "auto".into()
+}
+fn default_measurement() -> String {
+    "generator".into()
+}
+fn default_tags() -> StringList {
+    StringList::List(vec!["generatorID".into()])
+}
+fn default_fields() -> StringList {
+    StringList::List(
+        ["lat", "lon", "temperature", "pressure", "fuel"]
+            .map(String::from)
+            .to_vec(),
+    )
+}
+fn default_api() -> String {
+    "v2".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_request_timeout_ms() -> u64 {
+    10_000
+}
+fn default_retry_initial_ms() -> u64 {
+    100
+}
+fn default_retry_max_ms() -> u64 {
+    30_000
+}
+fn default_max_records() -> usize {
+    5_000
+}
+fn default_max_bytes() -> usize {
+    1 << 20
+}
+fn default_linger_ms() -> u64 {
+    100
+}
+fn default_dead_letter_topic() -> String {
+    "{topic}.dlq".into()
+}
+fn default_metrics_listen() -> String {
+    "0.0.0.0:9464".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_log_format() -> String {
+    "auto".into()
+}
+fn default_shutdown_timeout_ms() -> u64 {
+    20_000
+}
+
+/// Deserializes a number or boolean written natively (`5000`) or as text (`"5000"`), because
+/// environment variable overrides always arrive as text.
+fn flexible<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Integer(i64),
+        Float(f64),
+        Bool(bool),
+        Text(String),
+    }
+    let text = match Scalar::deserialize(deserializer)? {
+        Scalar::Integer(number) => number.to_string(),
+        Scalar::Float(number) => number.to_string(),
+        Scalar::Bool(flag) => flag.to_string(),
+        Scalar::Text(text) => text.trim().to_owned(),
+    };
+    text.parse().map_err(|error| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a valid {}: {error}",
+            std::any::type_name::<T>()
+        ))
+    })
+}

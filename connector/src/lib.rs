@@ -1,0 +1,47 @@
+//! kafka-influx-sink: a Kafka consumer-group worker that writes schema-validated records to
+//! InfluxDB as line protocol, commits offsets only once the data is durable and dead-letters
+//! what cannot be written.
+//!
+//! # Pipeline
+//! ```text
+//! Kafka ─▶ source ─▶ decode ─▶ map ─▶ line_protocol ─▶ batch ─▶ write ──────▶ InfluxDB
+//!            ▲          │        │          │                     │
+//!            │          └────────┴──────────┴─▶ dead_letter ──────┼─▶ Kafka DLQ topic
+//!            └──────────── store + commit offsets ◀── durable ◀───┘
+//! ```
+//!
+//! # Layout
+//! - [`config`]: the TOML file and `KIS_…` environment overrides → validated [`config::Config`].
+//! - [`source`]: the consumer group; the only place offsets are stored and committed.
+//! - [`decode`]: wire formats (plain JSON, Confluent framing) and JSON Schema validation.
+//! - [`map`]: a decoded record → [`line_protocol::Point`].
+//! - [`line_protocol`]: a point → one escaped line.
+//! - [`batch`]: lines, dead letters and the offsets they make committable; the flush policy.
+//! - [`write`]: the InfluxDB v1/v2/v3 HTTP writer and its response policy.
+//! - [`dead_letter`]: the dead-letter producer and its Kafka Connect-style headers.
+//! - [`pipeline`]: the loop wiring the stages: recv → decode → map → batch → write → store.
+//! - [`simulate`]: the emergency-generator simulator.
+//!
+//! # Delivery guarantee
+//! At-least-once with idempotent effect. An offset is committed only after every record before
+//! it in its partition was acknowledged by InfluxDB (2xx) or by the dead-letter topic. A crash
+//! re-reads the uncommitted records; they map to the same measurement, tags and timestamp, so
+//! InfluxDB overwrites the points instead of duplicating them. Precondition: the mapping is
+//! deterministic (it is: no clock is read) and two different records never share measurement,
+//! tag set and timestamp (a later one overwrites the earlier point).
+
+pub mod batch;
+pub mod config;
+pub mod dead_letter;
+pub mod decode;
+pub mod line_protocol;
+pub mod logging;
+pub mod map;
+pub mod pipeline;
+pub mod reject;
+pub mod secret;
+pub mod simulate;
+pub mod source;
+pub mod write;
+
+pub use pipeline::{RunError, RunSummary, run};

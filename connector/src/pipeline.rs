@@ -1,0 +1,254 @@
+//! The pipeline: the one loop that wires the stages together.
+//!
+//! ```text
+//! recv ─▶ decode/validate ─▶ map ─▶ encode into batch ─┐
+//!            │ rejected        │ rejected             ├─▶ flush: write lines ∥ deliver dead letters
+//!            └────────▶ dead letter in batch ◀────────┘            │ both durable
+//!                                                                   ▼
+//!                                                          store offsets → commit
+//! ```
+//! One `select!` waits for the next record, the batch's linger deadline or shutdown. A flush
+//! finishes before the next record is read, so a batch always covers a contiguous offset range
+//! of each partition and its highest offset is safe to store once the batch is durable.
+
+use std::time::Instant;
+
+use rdkafka::Message;
+use rdkafka::consumer::Consumer as _;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::FutureProducer;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::batch::{Batch, BatchPolicy};
+use crate::config::Config;
+use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::decode::Decoder;
+use crate::line_protocol;
+use crate::map::Mapping;
+use crate::reject::Rejection;
+use crate::source::{self, SourceConsumer};
+use crate::write::InfluxWriter;
+
+/// What a run did, reported at shutdown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Records read from Kafka.
+    pub consumed: u64,
+    /// Points acknowledged by InfluxDB.
+    pub written: u64,
+    /// Records acknowledged by the dead-letter topic.
+    pub dead_lettered: u64,
+    /// Batches made durable.
+    pub batches: u64,
+}
+
+/// Why the sink could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The Kafka consumer or producer could not be created.
+    #[error("cannot start the Kafka client: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The InfluxDB writer could not be created.
+    #[error(transparent)]
+    Write(#[from] crate::write::WriteError),
+    /// The schema could not be compiled.
+    #[error("cannot compile the JSON Schema: {0}")]
+    Schema(String),
+}
+
+/// The stages, built from the configuration.
+struct Pipeline {
+    consumer: SourceConsumer,
+    decoder: Decoder,
+    mapping: Mapping,
+    writer: InfluxWriter,
+    dead_letters: DeadLetterSink,
+    policy: BatchPolicy,
+    summary: RunSummary,
+}
+
+/// Runs the sink until `shutdown` is cancelled, then drains: the current batch is written
+/// (for at most the configured shutdown timeout), durable offsets are committed and the
+/// consumer leaves its group.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSummary, RunError> {
+    let consumer = source::subscribe(&config.kafka)?;
+    let producer: FutureProducer = config.kafka.producer_config().create()?;
+    let writer = InfluxWriter::new(&config.influxdb)?;
+    let decoder = Decoder::new(config.schema.format, config.schema.json_schema.as_ref())
+        .map_err(RunError::Schema)?;
+    info!(
+        topics = ?config.kafka.topics,
+        group = config.kafka.group_id,
+        influxdb = %writer.endpoint(),
+        "sink started"
+    );
+    let mut pipeline = Pipeline {
+        consumer,
+        decoder,
+        mapping: config.mapping.clone(),
+        writer,
+        dead_letters: DeadLetterSink::new(
+            producer,
+            config.dead_letter_topic.clone(),
+            config.influxdb.backoff,
+        ),
+        policy: config.batch,
+        summary: RunSummary::default(),
+    };
+
+    // In-flight writes may finish during the grace period; past it they are abandoned
+    // (uncommitted, so re-read after restart).
+    let abandon = CancellationToken::new();
+    let grace = config.shutdown_timeout;
+    let watchdog = {
+        let (shutdown, abandon) = (shutdown.clone(), abandon.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+            abandon.cancel();
+        })
+    };
+
+    let mut batch = Batch::default();
+    let mut last_receive_error = String::new();
+    loop {
+        let deadline = batch.deadline(&pipeline.policy);
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            () = sleep_until(deadline) => {
+                if pipeline.flush(&mut batch, &abandon).await.is_err() {
+                    break;
+                }
+            }
+            received = pipeline.consumer.recv() => match received {
+                Ok(message) => {
+                    pipeline.summary.consumed += 1;
+                    pipeline.accept(&message, &mut batch);
+                    last_receive_error.clear();
+                }
+                Err(error) => {
+                    // librdkafka recovers by itself (reconnects, rejoins); say so once per error.
+                    let text = error.to_string();
+                    if text != last_receive_error {
+                        warn!(error = text, "Kafka consumer error; librdkafka keeps retrying");
+                        last_receive_error = text;
+                    }
+                }
+            },
+        }
+        if batch.is_full(&pipeline.policy) && pipeline.flush(&mut batch, &abandon).await.is_err() {
+            break;
+        }
+    }
+
+    info!(
+        buffered_records = batch.records(),
+        "stopping: writing what is buffered, then committing"
+    );
+    if !batch.is_empty() && pipeline.flush(&mut batch, &abandon).await.is_err() {
+        warn!(
+            records = batch.records(),
+            "shutdown timeout reached before the last batch was durable; it stays uncommitted and is re-read on restart"
+        );
+    }
+    if let Err(error) = source::commit_stored(&pipeline.consumer) {
+        warn!(%error, "final commit failed; uncommitted records are re-read and rewritten (idempotently) on restart");
+    }
+    pipeline.consumer.unsubscribe();
+    watchdog.abort();
+    let summary = pipeline.summary;
+    info!(
+        consumed = summary.consumed,
+        written = summary.written,
+        dead_lettered = summary.dead_lettered,
+        batches = summary.batches,
+        "sink stopped"
+    );
+    Ok(summary)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The flush was abandoned at shutdown; nothing of the batch was stored.
+struct Abandoned;
+
+impl Pipeline {
+    /// Decodes, maps and encodes one record into the batch, or adds it as a dead letter.
+    fn accept(&self, message: &BorrowedMessage<'_>, batch: &mut Batch) {
+        let now = Instant::now();
+        match self.encode(message, batch) {
+            Ok(()) => batch.add_point(message.topic(), message.partition(), message.offset(), now),
+            Err(rejection) => {
+                debug!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    stage = %rejection.stage,
+                    reason = rejection.reason,
+                    message = rejection.message,
+                    "record rejected; it goes to the dead-letter topic"
+                );
+                batch.add_dead_letter(DeadLetter::from_message(message, rejection), now);
+            }
+        }
+    }
+
+    fn encode(&self, message: &BorrowedMessage<'_>, batch: &mut Batch) -> Result<(), Rejection> {
+        let decoded = self
+            .decoder
+            .decode(message.payload())
+            .map_err(|error| error.rejection())?;
+        let point = self
+            .mapping
+            .map(&decoded.value, message.timestamp().to_millis())
+            .map_err(|error| error.rejection())?;
+        line_protocol::encode(&point, batch.line_buffer()).map_err(|error| error.rejection())
+    }
+
+    /// Makes the batch durable (lines in InfluxDB, dead letters acknowledged), then stores its offsets.
+    async fn flush(
+        &mut self,
+        batch: &mut Batch,
+        abandon: &CancellationToken,
+    ) -> Result<(), Abandoned> {
+        let started = Instant::now();
+        let write = async {
+            if batch.points() == 0 {
+                return Ok(());
+            }
+            self.writer.write(batch.lines(), abandon).await.map(|_| ())
+        };
+        let deliver = async {
+            if batch.dead_letters().is_empty() {
+                return Ok(());
+            }
+            self.dead_letters
+                .deliver(batch.dead_letters(), abandon)
+                .await
+        };
+        let (written, delivered) = tokio::join!(write, deliver);
+        if written.is_err() || delivered.is_err() {
+            return Err(Abandoned);
+        }
+        source::store_durable(&self.consumer, batch.next_offsets());
+        self.summary.written += batch.points() as u64;
+        self.summary.dead_lettered += batch.dead_letters().len() as u64;
+        self.summary.batches += 1;
+        debug!(
+            points = batch.points(),
+            dead_letters = batch.dead_letters().len(),
+            bytes = batch.line_bytes(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "batch durable; offsets stored"
+        );
+        batch.clear();
+        Ok(())
+    }
+}

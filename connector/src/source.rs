@@ -1,0 +1,231 @@
+//! Source: the Kafka consumer group, and the only place offsets are stored and committed.
+//!
+//! # Delivery guarantee
+//! At-least-once. librdkafka runs with `enable.auto.offset.store=false`: an offset is stored
+//! only by [`store_durable`], which the pipeline calls after a batch's lines were acknowledged
+//! by InfluxDB and its dead letters by Kafka. Auto-commit (`enable.auto.commit=true`) then
+//! commits *stored* offsets only, periodically and when partitions are revoked, and
+//! [`commit_stored`] commits them synchronously at shutdown. librdkafka refuses to store an
+//! offset for a partition that is no longer assigned, so a member never commits a record of a
+//! partition it lost: the new owner re-reads from the last durable offset and rewrites the same
+//! points (InfluxDB keeps one copy).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tracing::{debug, info, warn};
+
+use crate::batch::NextOffset;
+
+/// The validated `[kafka]` settings.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// Bootstrap brokers.
+    pub brokers: Vec<String>,
+    /// Consumer group.
+    pub group_id: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// `earliest` or `latest`.
+    pub auto_offset_reset: String,
+    /// Auto-commit interval for stored offsets.
+    pub commit_interval: Duration,
+    /// Extra librdkafka properties.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaSettings {
+    /// Client configuration shared by the consumer and producers: brokers plus pass-through
+    /// properties (security settings must reach every client).
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.brokers.join(","));
+        for (name, value) in &self.properties {
+            config.set(name, value);
+        }
+        config
+    }
+
+    /// Consumer configuration implementing the delivery guarantee above.
+    pub fn consumer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("group.id", &self.group_id)
+            .set("enable.auto.offset.store", "false")
+            .set("enable.auto.commit", "true")
+            .set(
+                "auto.commit.interval.ms",
+                self.commit_interval.as_millis().to_string(),
+            )
+            .set("auto.offset.reset", &self.auto_offset_reset)
+            .set("enable.partition.eof", "false");
+        config
+    }
+
+    /// Producer configuration for dead letters: every replica acknowledges before a dead letter
+    /// counts as delivered.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        // Consumer-only pass-through properties would make librdkafka warn on a producer.
+        for consumer_only in [
+            "session.timeout.ms",
+            "heartbeat.interval.ms",
+            "max.poll.interval.ms",
+            "fetch.min.bytes",
+            "fetch.wait.max.ms",
+            "queued.max.messages.kbytes",
+            "partition.assignment.strategy",
+            "group.instance.id",
+            "isolation.level",
+            "max.partition.fetch.bytes",
+            "fetch.max.bytes",
+            "queued.min.messages",
+        ] {
+            config.remove(consumer_only);
+        }
+        config.set("acks", "all").set("message.timeout.ms", "30000");
+        config
+    }
+}
+
+/// Logs every rebalance and commit, one line per state change.
+#[derive(Debug, Default)]
+pub struct SourceContext;
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                info!(partitions = %describe(partitions), "partitions revoked; durable offsets are committed, the rest is re-read by the next owner")
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(error) => warn!(%error, "rebalance failed"),
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            info!(partitions = %describe(partitions), "partitions assigned");
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => debug!(offsets = %describe(offsets), "offsets committed"),
+            // Nothing stored since the last commit.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => {
+                warn!(%error, offsets = %describe(offsets), "offset commit failed; it is retried with the next commit")
+            }
+        }
+    }
+}
+
+fn describe(partitions: &TopicPartitionList) -> String {
+    partitions
+        .elements()
+        .iter()
+        .map(|element| match element.offset() {
+            Offset::Offset(offset) => {
+                format!("{}[{}]@{}", element.topic(), element.partition(), offset)
+            }
+            _ => format!("{}[{}]", element.topic(), element.partition()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The sink's consumer.
+pub type SourceConsumer = StreamConsumer<SourceContext>;
+
+/// Creates the consumer and subscribes it to the configured topics.
+pub fn subscribe(settings: &KafkaSettings) -> KafkaResult<SourceConsumer> {
+    let consumer: SourceConsumer = settings
+        .consumer_config()
+        .create_with_context(SourceContext)?;
+    let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    Ok(consumer)
+}
+
+/// Stores the offsets of a durable batch, partition by partition. A partition revoked while
+/// the batch was in flight is skipped (librdkafka refuses it), which is what keeps a former
+/// owner from committing past records it did not write.
+pub fn store_durable(consumer: &SourceConsumer, next_offsets: &[NextOffset]) {
+    for next in next_offsets {
+        let mut list = TopicPartitionList::with_capacity(1);
+        if let Err(error) =
+            list.add_partition_offset(&next.topic, next.partition, Offset::Offset(next.offset))
+        {
+            warn!(%error, topic = next.topic, partition = next.partition, "cannot describe offset to store");
+            continue;
+        }
+        match consumer.store_offsets(&list) {
+            Ok(()) => {}
+            Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => debug!(
+                topic = next.topic,
+                partition = next.partition,
+                offset = next.offset,
+                "partition no longer assigned; its new owner re-reads from the last committed offset"
+            ),
+            Err(error) => {
+                warn!(%error, topic = next.topic, partition = next.partition, "cannot store offset; it is stored with the next batch")
+            }
+        }
+    }
+}
+
+/// Commits every stored offset synchronously (at shutdown).
+pub fn commit_stored(consumer: &SourceConsumer) -> KafkaResult<()> {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> KafkaSettings {
+        KafkaSettings {
+            brokers: vec!["a:9092".into(), "b:9092".into()],
+            group_id: "g".into(),
+            topics: vec!["t".into()],
+            auto_offset_reset: "earliest".into(),
+            commit_interval: Duration::from_millis(1500),
+            properties: [
+                ("session.timeout.ms".to_owned(), "6000".to_owned()),
+                ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn consumer_never_auto_stores_offsets() {
+        let config = settings().consumer_config();
+        assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(config.get("enable.auto.commit"), Some("true"));
+        assert_eq!(config.get("auto.commit.interval.ms"), Some("1500"));
+        assert_eq!(config.get("bootstrap.servers"), Some("a:9092,b:9092"));
+        assert_eq!(config.get("session.timeout.ms"), Some("6000"));
+    }
+
+    #[test]
+    fn producer_keeps_security_properties_and_drops_consumer_ones() {
+        let config = settings().producer_config();
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(config.get("session.timeout.ms"), None);
+        assert_eq!(config.get("acks"), Some("all"));
+    }
+}
