@@ -19,6 +19,7 @@
 //! - [`batch`]: lines, dead letters and the offsets they make committable; the flush policy.
 //! - [`write`]: the InfluxDB v1/v2/v3 HTTP writer and its response policy.
 //! - [`dead_letter`]: the dead-letter producer and its Kafka Connect-style headers.
+//! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`pipeline`]: the loop wiring the stages: recv → decode → map → batch → write → store.
 //! - [`simulate`]: the emergency-generator simulator.
 //!
@@ -37,6 +38,7 @@ pub mod decode;
 pub mod line_protocol;
 pub mod logging;
 pub mod map;
+pub mod metrics;
 pub mod pipeline;
 pub mod reject;
 pub mod secret;

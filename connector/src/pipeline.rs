@@ -11,6 +11,7 @@
 //! finishes before the next record is read, so a batch always covers a contiguous offset range
 //! of each partition and its highest offset is safe to store once the batch is durable.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use rdkafka::Message;
@@ -26,6 +27,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::decode::Decoder;
 use crate::line_protocol;
 use crate::map::Mapping;
+use crate::metrics::{self, Telemetry};
 use crate::reject::Rejection;
 use crate::source::{self, SourceConsumer};
 use crate::write::InfluxWriter;
@@ -52,6 +54,14 @@ pub enum RunError {
     /// The InfluxDB writer could not be created.
     #[error(transparent)]
     Write(#[from] crate::write::WriteError),
+    /// The metrics address cannot be bound.
+    #[error("cannot listen on {address} (metrics.listen): {source}")]
+    Telemetry {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The schema could not be compiled.
     #[error("cannot compile the JSON Schema: {0}")]
     Schema(String),
@@ -66,15 +76,30 @@ struct Pipeline {
     dead_letters: DeadLetterSink,
     policy: BatchPolicy,
     summary: RunSummary,
+    telemetry: Arc<Telemetry>,
 }
 
 /// Runs the sink until `shutdown` is cancelled, then drains: the current batch is written
 /// (for at most the configured shutdown timeout), durable offsets are committed and the
 /// consumer leaves its group.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSummary, RunError> {
-    let consumer = source::subscribe(&config.kafka)?;
+    let telemetry = Arc::new(Telemetry::new());
+    let server = match config.metrics_listen {
+        Some(address) => {
+            let listener = metrics::bind(address)
+                .await
+                .map_err(|source| RunError::Telemetry { address, source })?;
+            Some(tokio::spawn(metrics::serve(
+                listener,
+                telemetry.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    let consumer = source::subscribe(&config.kafka, telemetry.clone())?;
     let producer: FutureProducer = config.kafka.producer_config().create()?;
-    let writer = InfluxWriter::new(&config.influxdb)?;
+    let writer = InfluxWriter::new(&config.influxdb, telemetry.clone())?;
     let decoder = Decoder::new(config.schema.format, config.schema.json_schema.as_ref())
         .map_err(RunError::Schema)?;
     info!(
@@ -95,6 +120,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         ),
         policy: config.batch,
         summary: RunSummary::default(),
+        telemetry,
     };
 
     // In-flight writes may finish during the grace period; past it they are abandoned
@@ -125,6 +151,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
             received = pipeline.consumer.recv() => match received {
                 Ok(message) => {
                     pipeline.summary.consumed += 1;
+                    pipeline.telemetry.consumed(1);
                     pipeline.accept(&message, &mut batch);
                     last_receive_error.clear();
                 }
@@ -158,6 +185,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
     }
     pipeline.consumer.unsubscribe();
     watchdog.abort();
+    if let Some(server) = server {
+        let _ = server.await;
+    }
     let summary = pipeline.summary;
     info!(
         consumed = summary.consumed,
@@ -241,6 +271,10 @@ impl Pipeline {
         self.summary.written += batch.points() as u64;
         self.summary.dead_lettered += batch.dead_letters().len() as u64;
         self.summary.batches += 1;
+        self.telemetry.batch_durable(
+            batch.points() as u64,
+            batch.dead_letters().iter().map(|letter| &letter.rejection),
+        );
         debug!(
             points = batch.points(),
             dead_letters = batch.dead_letters().len(),

@@ -11,6 +11,7 @@
 //! points (InfluxDB keeps one copy).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -23,6 +24,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use crate::batch::NextOffset;
+use crate::metrics::Telemetry;
 
 /// The validated `[kafka]` settings.
 #[derive(Debug, Clone)]
@@ -95,9 +97,11 @@ impl KafkaSettings {
     }
 }
 
-/// Logs every rebalance and commit, one line per state change.
-#[derive(Debug, Default)]
-pub struct SourceContext;
+/// Logs every rebalance and commit, one line per state change, and reports the group join.
+#[derive(Debug)]
+pub struct SourceContext {
+    telemetry: Arc<Telemetry>,
+}
 
 impl ClientContext for SourceContext {}
 
@@ -114,6 +118,7 @@ impl ConsumerContext for SourceContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
+            self.telemetry.set_joined();
             info!(partitions = %describe(partitions), "partitions assigned");
         }
     }
@@ -148,10 +153,13 @@ fn describe(partitions: &TopicPartitionList) -> String {
 pub type SourceConsumer = StreamConsumer<SourceContext>;
 
 /// Creates the consumer and subscribes it to the configured topics.
-pub fn subscribe(settings: &KafkaSettings) -> KafkaResult<SourceConsumer> {
+pub fn subscribe(
+    settings: &KafkaSettings,
+    telemetry: Arc<Telemetry>,
+) -> KafkaResult<SourceConsumer> {
     let consumer: SourceConsumer = settings
         .consumer_config()
-        .create_with_context(SourceContext)?;
+        .create_with_context(SourceContext { telemetry })?;
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     Ok(consumer)

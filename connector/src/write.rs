@@ -6,6 +6,8 @@
 //! stopped. Nothing here ever gives up on a batch by dropping it.
 
 use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
@@ -13,6 +15,7 @@ use reqwest::{StatusCode, Url};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::metrics::Telemetry;
 use crate::secret::Secret;
 
 /// Which write API to use, with its target.
@@ -211,12 +214,13 @@ pub struct InfluxWriter {
     gzip: bool,
     backoff: Backoff,
     /// Whether the previous write needed retries, so recovery is logged once.
-    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    failing: Arc<AtomicBool>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl InfluxWriter {
     /// A writer for the configured endpoint.
-    pub fn new(settings: &InfluxSettings) -> Result<Self, WriteError> {
+    pub fn new(settings: &InfluxSettings, telemetry: Arc<Telemetry>) -> Result<Self, WriteError> {
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
@@ -230,6 +234,7 @@ impl InfluxWriter {
             gzip: settings.gzip,
             backoff: settings.backoff,
             failing: Default::default(),
+            telemetry,
         })
     }
 
@@ -258,10 +263,8 @@ impl InfluxWriter {
             let disposition = self.attempt(body.clone()).await;
             let wait = match disposition {
                 Disposition::Written => {
-                    if self
-                        .failing
-                        .swap(false, std::sync::atomic::Ordering::Relaxed)
-                    {
+                    if self.failing.swap(false, Ordering::Relaxed) {
+                        self.telemetry.set_influx_refusal(None);
                         info!(endpoint = %self.endpoint, attempts = attempt, "InfluxDB writes succeed again");
                     }
                     return Ok(WriteReport { attempts: attempt });
@@ -277,6 +280,7 @@ impl InfluxWriter {
                     wait
                 }
                 Disposition::Refused { message } | Disposition::Misconfigured { message } => {
+                    self.telemetry.set_influx_refusal(Some(message.clone()));
                     let wait = self.backoff.delay(attempt);
                     self.report_failure(attempt, &message, wait, true);
                     wait
@@ -291,9 +295,8 @@ impl InfluxWriter {
 
     /// Logs the first failure of an outage loudly and the rest quietly: one line per state change.
     fn report_failure(&self, attempt: u32, what: &str, wait: Duration, needs_action: bool) {
-        let first = !self
-            .failing
-            .swap(true, std::sync::atomic::Ordering::Relaxed);
+        self.telemetry.write_retried();
+        let first = !self.failing.swap(true, Ordering::Relaxed);
         if first && needs_action {
             error!(endpoint = %self.endpoint, error = what, "InfluxDB refuses writes; nothing is committed and the batch is retried until this is fixed");
         } else if first {

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: formatting, lints, unit and property tests, then the
+# end-to-end suites against a real Kafka-compatible broker (Tansu) and a real InfluxDB 1.6.7.
+# Installs what it needs (Debian packages, PyPI wheels, crates) and stops the services it started.
+#
+#   scripts/test.sh                 everything
+#   scripts/test.sh -k dead_letter  extra arguments go to pytest
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO_ROOT"
+
+step() { printf '\n=== %s\n' "$*" >&2; }
+
+step "build prerequisites"
+scripts/install-prerequisites.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "unit and property tests"
+cargo test --locked
+
+step "build the sink binary"
+cargo build --locked --bin kafka-influx-sink
+export KIS_SINK_BIN=$REPO_ROOT/target/debug/kafka-influx-sink
+
+step "python environment"
+PYTHON=$(scripts/python-env.sh)
+
+step "service stack (Tansu, InfluxDB 1.6.7)"
+started_stack=false
+if ! scripts/stack.sh status >/dev/null 2>&1; then
+    started_stack=true
+fi
+scripts/stack.sh start
+if $started_stack; then
+    trap 'scripts/stack.sh stop || true' EXIT
+fi
+
+step "end-to-end suites"
+"$PYTHON" -m pytest tests/e2e -v -p no:cacheprovider "$@"
