@@ -9,8 +9,9 @@
 //! (`KIS_MAPPING__TIMESTAMP__SOURCE=field`). Names are matched lower-cased. Under
 //! `[kafka.properties]` single underscores become dots, because librdkafka property names never
 //! contain underscores: `KIS_KAFKA__PROPERTIES__SESSION_TIMEOUT_MS=6000` sets
-//! `session.timeout.ms`. Only variables containing `__` are configuration, so other `KIS_`
-//! variables (used by scripts) are left alone.
+//! `session.timeout.ms`. Lists are written as a TOML array (`KIS_KAFKA__TOPICS='["a", "b"]'`)
+//! or as comma-separated text (`KIS_KAFKA__TOPICS=a,b`). Only variables containing `__` are
+//! configuration, so other `KIS_` variables (used by scripts) are left alone.
 
 pub mod raw;
 
@@ -226,10 +227,24 @@ fn apply_env_overrides(
                 )
             })?;
         }
-        current.insert(leaf.clone(), toml::Value::String(value));
+        current.insert(leaf.clone(), env_value(value));
         overridden.insert(segments.join("."), name);
     }
     Ok(overridden)
+}
+
+/// An override value: a TOML array literal (`["a", "b"]`) becomes an array; anything else stays
+/// text, which numeric keys parse themselves. Text is the safe default: a password such as
+/// `123` must not turn into a number.
+fn env_value(value: String) -> toml::Value {
+    if value.trim_start().starts_with('[') {
+        if let Ok(mut table) = toml::from_str::<toml::Table>(&format!("value = {value}")) {
+            if let Some(array @ toml::Value::Array(_)) = table.remove("value") {
+                return array;
+            }
+        }
+    }
+    toml::Value::String(value)
 }
 
 fn build(mut raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
