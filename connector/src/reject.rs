@@ -61,7 +61,7 @@ pub fn truncate_message(mut text: String) -> String {
             end -= 1;
         }
         text.truncate(end);
-        text.push_str("…");
+        text.push('…');
     }
     text
 }

@@ -195,6 +195,24 @@ fn environment_overrides_every_level_and_accepts_text_numbers() {
 }
 
 #[test]
+fn environment_lists_as_toml_arrays_and_secrets_stay_text() {
+    let config = parse_with(
+        MINIMAL,
+        &[
+            ("KIS_KAFKA__TOPICS", r#"["x", "y"]"#),
+            ("KIS_INFLUXDB__USERNAME", "u"),
+            ("KIS_INFLUXDB__PASSWORD", "123"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.kafka.topics, vec!["x", "y"]);
+    let InfluxAuth::Basic { password, .. } = &config.influxdb.auth else {
+        panic!("expected basic auth");
+    };
+    assert_eq!(password.expose(), "123");
+}
+
+#[test]
 fn environment_errors_name_the_variable() {
     let message = error_of(MINIMAL, &[("KIS_BATCH__MAX_RECORDS", "lots")]);
     assert!(message.starts_with("batch.max_records:"), "{message}");
