@@ -78,8 +78,8 @@ def report(args: argparse.Namespace) -> int:
     series = influx_query(
         args.influx,
         args.database,
-        "SELECT last(fuel) AS fuel, last(temperature) AS temperature, last(pressure) AS pressure "
-        "FROM generator GROUP BY generatorID",
+        # One selector plus plain fields returns the selected point's own time and values.
+        "SELECT last(fuel) AS fuel, temperature, pressure FROM generator GROUP BY generatorID",
     )
     rows = []
     for one in series:
