@@ -62,6 +62,11 @@ impl Batch {
         self.advance(&topic, partition, offset, now);
     }
 
+    /// Counts a rejected record that the `skip` policy lets go: done without being written.
+    pub fn add_skipped(&mut self, topic: &str, partition: i32, offset: i64, now: Instant) {
+        self.advance(topic, partition, offset, now);
+    }
+
     fn advance(&mut self, topic: &str, partition: i32, offset: i64, now: Instant) {
         self.opened_at.get_or_insert(now);
         // A handful of partitions per member: a linear scan beats hashing the topic name.
@@ -174,6 +179,7 @@ mod tests {
         batch.add_point("t", 0, 10, now);
         batch.add_dead_letter(letter(0, 11), now);
         batch.add_point("t", 1, 5, now);
+        batch.add_skipped("t", 1, 6, now);
         assert_eq!(
             batch.next_offsets(),
             &[
@@ -185,7 +191,7 @@ mod tests {
                 NextOffset {
                     topic: "t".into(),
                     partition: 1,
-                    offset: 6
+                    offset: 7
                 },
             ]
         );

@@ -108,6 +108,38 @@ impl DeadLetter {
     }
 }
 
+/// What happens to a record that cannot be decoded, validated or mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidRecordPolicy {
+    /// Produce it to the dead-letter topic with the reason; its offset counts as done once acknowledged.
+    DeadLetter,
+    /// Stop the sink with an error naming the record; its offset is never committed.
+    Fail,
+    /// Log and count it, then move on. Lossy: the record exists only in the source topic.
+    Skip,
+}
+
+impl InvalidRecordPolicy {
+    /// Parses `dead_letter`, `fail` or `skip`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "dead_letter" => Some(InvalidRecordPolicy::DeadLetter),
+            "fail" => Some(InvalidRecordPolicy::Fail),
+            "skip" => Some(InvalidRecordPolicy::Skip),
+            _ => None,
+        }
+    }
+}
+
+/// The validated `[dead_letter]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterSettings {
+    /// Topic template; `{topic}` is the source topic.
+    pub topic_template: String,
+    /// What to do with invalid records.
+    pub policy: InvalidRecordPolicy,
+}
+
 /// The dead-letter topic for `source_topic` under `template` (`{topic}` is replaced).
 pub fn topic_for(template: &str, source_topic: &str) -> String {
     template.replace("{topic}", source_topic)

@@ -39,6 +39,7 @@ pub struct Telemetry {
     written: Counter,
     dead_lettered: Family<RejectLabels, Counter>,
     batches: Counter,
+    skipped: Family<RejectLabels, Counter>,
     write_retries: Counter,
     last_write_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     joined: AtomicBool,
@@ -59,6 +60,7 @@ impl Telemetry {
         let written = Counter::default();
         let dead_lettered = Family::<RejectLabels, Counter>::default();
         let batches = Counter::default();
+        let skipped = Family::<RejectLabels, Counter>::default();
         let write_retries = Counter::default();
         let last_write_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
@@ -77,6 +79,11 @@ impl Telemetry {
             dead_lettered.clone(),
         );
         registry.register("batches_written", "Batches made durable", batches.clone());
+        registry.register(
+            "records_skipped",
+            "Invalid records let go under dead_letter.policy = \"skip\", by stage and reason",
+            skipped.clone(),
+        );
         registry.register(
             "write_retries",
             "InfluxDB write attempts that failed and were retried",
@@ -98,6 +105,7 @@ impl Telemetry {
             written,
             dead_lettered,
             batches,
+            skipped,
             write_retries,
             last_write_seconds,
             joined: AtomicBool::new(false),
@@ -126,6 +134,16 @@ impl Telemetry {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |elapsed| elapsed.as_secs_f64());
         self.last_write_seconds.set(now);
+    }
+
+    /// An invalid record was skipped (lossy policy).
+    pub fn skipped(&self, rejection: &Rejection) {
+        self.skipped
+            .get_or_create(&RejectLabels {
+                stage: rejection.stage.as_str(),
+                reason: rejection.reason,
+            })
+            .inc();
     }
 
     /// An InfluxDB write attempt failed and will be retried.

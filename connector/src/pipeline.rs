@@ -19,11 +19,11 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::batch::{Batch, BatchPolicy};
 use crate::config::Config;
-use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::dead_letter::{DeadLetter, DeadLetterSink, InvalidRecordPolicy};
 use crate::decode::Decoder;
 use crate::line_protocol;
 use crate::map::Mapping;
@@ -54,6 +54,9 @@ pub enum RunError {
     /// The InfluxDB writer could not be created.
     #[error(transparent)]
     Write(#[from] crate::write::WriteError),
+    /// An invalid record under `dead_letter.policy = "fail"`.
+    #[error("{0}")]
+    InvalidRecord(InvalidRecord),
     /// The metrics address cannot be bound.
     #[error("cannot listen on {address} (metrics.listen): {source}")]
     Telemetry {
@@ -67,6 +70,20 @@ pub enum RunError {
     Schema(String),
 }
 
+/// The record that stopped the sink under `dead_letter.policy = "fail"`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid record at {topic}[{partition}]@{offset}: {rejection}")]
+pub struct InvalidRecord {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Why it was rejected.
+    pub rejection: Rejection,
+}
+
 /// The stages, built from the configuration.
 struct Pipeline {
     consumer: SourceConsumer,
@@ -75,6 +92,7 @@ struct Pipeline {
     writer: InfluxWriter,
     dead_letters: DeadLetterSink,
     policy: BatchPolicy,
+    invalid_record_policy: InvalidRecordPolicy,
     summary: RunSummary,
     telemetry: Arc<Telemetry>,
 }
@@ -115,10 +133,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         writer,
         dead_letters: DeadLetterSink::new(
             producer,
-            config.dead_letter_topic.clone(),
+            config.dead_letter.topic_template.clone(),
             config.influxdb.backoff,
         ),
         policy: config.batch,
+        invalid_record_policy: config.dead_letter.policy,
         summary: RunSummary::default(),
         telemetry,
     };
@@ -138,6 +157,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
 
     let mut batch = Batch::default();
     let mut last_receive_error = String::new();
+    let mut failure = None;
     loop {
         let deadline = batch.deadline(&pipeline.policy);
         tokio::select! {
@@ -152,8 +172,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
                 Ok(message) => {
                     pipeline.summary.consumed += 1;
                     pipeline.telemetry.consumed(1);
-                    pipeline.accept(&message, &mut batch);
                     last_receive_error.clear();
+                    if let Err(invalid) = pipeline.accept(&message, &mut batch) {
+                        error!(
+                            topic = invalid.topic,
+                            partition = invalid.partition,
+                            offset = invalid.offset,
+                            rejection = %invalid.rejection,
+                            "invalid record and dead_letter.policy = \"fail\": stopping; its offset is not committed"
+                        );
+                        failure = Some(invalid);
+                        break;
+                    }
                 }
                 Err(error) => {
                     // librdkafka recovers by itself (reconnects, rejoins); say so once per error.
@@ -189,6 +219,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         let _ = server.await;
     }
     let summary = pipeline.summary;
+    if let Some(invalid) = failure {
+        return Err(RunError::InvalidRecord(invalid));
+    }
     info!(
         consumed = summary.consumed,
         written = summary.written,
@@ -211,11 +244,24 @@ struct Abandoned;
 
 impl Pipeline {
     /// Decodes, maps and encodes one record into the batch, or adds it as a dead letter.
-    fn accept(&self, message: &BorrowedMessage<'_>, batch: &mut Batch) {
+    /// Decodes, maps and encodes one record into the batch; a rejected record is handled by
+    /// the invalid-record policy. Under `fail` the rejection is returned and nothing of the
+    /// record enters the batch, so its offset is never stored.
+    fn accept(
+        &self,
+        message: &BorrowedMessage<'_>,
+        batch: &mut Batch,
+    ) -> Result<(), InvalidRecord> {
         let now = Instant::now();
-        match self.encode(message, batch) {
-            Ok(()) => batch.add_point(message.topic(), message.partition(), message.offset(), now),
-            Err(rejection) => {
+        let rejection = match self.encode(message, batch) {
+            Ok(()) => {
+                batch.add_point(message.topic(), message.partition(), message.offset(), now);
+                return Ok(());
+            }
+            Err(rejection) => rejection,
+        };
+        match self.invalid_record_policy {
+            InvalidRecordPolicy::DeadLetter => {
                 debug!(
                     topic = message.topic(),
                     partition = message.partition(),
@@ -227,7 +273,29 @@ impl Pipeline {
                 );
                 batch.add_dead_letter(DeadLetter::from_message(message, rejection), now);
             }
+            InvalidRecordPolicy::Skip => {
+                warn!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    stage = %rejection.stage,
+                    reason = rejection.reason,
+                    message = rejection.message,
+                    "record rejected and skipped (dead_letter.policy = \"skip\"); it is not written anywhere"
+                );
+                self.telemetry.skipped(&rejection);
+                batch.add_skipped(message.topic(), message.partition(), message.offset(), now);
+            }
+            InvalidRecordPolicy::Fail => {
+                return Err(InvalidRecord {
+                    topic: message.topic().to_owned(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    rejection,
+                });
+            }
         }
+        Ok(())
     }
 
     fn encode(&self, message: &BorrowedMessage<'_>, batch: &mut Batch) -> Result<(), Rejection> {

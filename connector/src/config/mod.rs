@@ -24,6 +24,7 @@ use reqwest::Url;
 use serde_json::Value;
 
 use crate::batch::BatchPolicy;
+use crate::dead_letter::{DeadLetterSettings, InvalidRecordPolicy};
 use crate::decode::WireFormat;
 use crate::map::{FieldPath, Mapping, TimeUnit, TimestampSource};
 use crate::secret::Secret;
@@ -129,8 +130,8 @@ pub struct Config {
     pub influxdb: InfluxSettings,
     /// Flush policy.
     pub batch: BatchPolicy,
-    /// Dead-letter topic template; `{topic}` is the source topic.
-    pub dead_letter_topic: String,
+    /// Dead-letter topic and the policy for invalid records.
+    pub dead_letter: DeadLetterSettings,
     /// Metrics and health endpoint address, when enabled.
     pub metrics_listen: Option<SocketAddr>,
     /// Logging.
@@ -253,7 +254,7 @@ fn build(mut raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
     let mapping = build_mapping(&raw)?;
     let influxdb = build_influxdb(&mut raw, base_dir)?;
     let batch = build_batch(&raw)?;
-    let dead_letter_topic = build_dead_letter(&raw, &kafka.topics)?;
+    let dead_letter = build_dead_letter(&raw, &kafka.topics)?;
     let metrics_listen = if raw.metrics.enabled {
         Some(raw.metrics.listen.parse().map_err(|error| {
             invalid(
@@ -277,7 +278,7 @@ fn build(mut raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         mapping,
         influxdb,
         batch,
-        dead_letter_topic,
+        dead_letter,
         metrics_listen,
         log,
         shutdown_timeout: Duration::from_millis(raw.shutdown.timeout_ms),
@@ -680,7 +681,19 @@ fn build_batch(raw: &RawConfig) -> Result<BatchPolicy, ConfigError> {
     })
 }
 
-fn build_dead_letter(raw: &RawConfig, topics: &[String]) -> Result<String, ConfigError> {
+fn build_dead_letter(
+    raw: &RawConfig,
+    topics: &[String],
+) -> Result<DeadLetterSettings, ConfigError> {
+    let policy = InvalidRecordPolicy::parse(&raw.dead_letter.policy).ok_or_else(|| {
+        invalid(
+            "dead_letter.policy",
+            format!(
+                "`{}` is not one of dead_letter, fail, skip",
+                raw.dead_letter.policy
+            ),
+        )
+    })?;
     let template = &raw.dead_letter.topic;
     for topic in topics {
         let target = crate::dead_letter::topic_for(template, topic);
@@ -692,7 +705,10 @@ fn build_dead_letter(raw: &RawConfig, topics: &[String]) -> Result<String, Confi
             ));
         }
     }
-    Ok(template.clone())
+    Ok(DeadLetterSettings {
+        topic_template: template.clone(),
+        policy,
+    })
 }
 
 fn build_log(raw: &RawConfig) -> Result<LogSettings, ConfigError> {

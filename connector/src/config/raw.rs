@@ -246,12 +246,17 @@ pub struct RawDeadLetter {
     /// Dead-letter topic; `{topic}` is replaced by the source topic.
     #[serde(default = "default_dead_letter_topic")]
     pub topic: String,
+    /// What happens to records that cannot be decoded, validated or mapped: `dead_letter`,
+    /// `fail` (stop the sink with an error) or `skip` (log and count; lossy).
+    #[serde(default = "default_invalid_record_policy")]
+    pub policy: String,
 }
 
 impl Default for RawDeadLetter {
     fn default() -> Self {
         Self {
             topic: default_dead_letter_topic(),
+            policy: default_invalid_record_policy(),
         }
     }
 }
@@ -363,6 +368,9 @@ fn default_linger_ms() -> u64 {
 }
 fn default_dead_letter_topic() -> String {
     "{topic}.dlq".into()
+}
+fn default_invalid_record_policy() -> String {
+    "dead_letter".into()
 }
 fn default_metrics_listen() -> String {
     "0.0.0.0:9464".into()

@@ -36,7 +36,8 @@ fn minimal_config_gets_generator_defaults() {
     assert_eq!(config.batch.max_records, 5000);
     assert_eq!(config.batch.max_bytes, 1 << 20);
     assert_eq!(config.batch.linger, Duration::from_millis(100));
-    assert_eq!(config.dead_letter_topic, "{topic}.dlq");
+    assert_eq!(config.dead_letter.topic_template, "{topic}.dlq");
+    assert_eq!(config.dead_letter.policy, InvalidRecordPolicy::DeadLetter);
     assert!(config.influxdb.gzip);
     assert_eq!(
         config.influxdb.api,
@@ -115,6 +116,7 @@ fn bad_values_are_named_with_the_fix() {
         ("[dead_letter]\ntopic = \"bad topic\"", "dead_letter.topic"),
         ("[metrics]\nlisten = \"nowhere\"", "metrics.listen"),
         ("[log]\nformat = \"xml\"", "log.format"),
+        ("[dead_letter]\npolicy = \"ignore\"", "dead_letter.policy"),
         (
             "[kafka.properties]\n\"enable.auto.offset.store\" = \"true\"",
             "kafka.properties.\"enable.auto.offset.store\"",
