@@ -28,7 +28,7 @@ use crate::decode::Decoder;
 use crate::line_protocol;
 use crate::map::Mapping;
 use crate::metrics::{self, Telemetry};
-use crate::reject::Rejection;
+use crate::reject::{Rejection, Stage};
 use crate::source::{self, SourceConsumer};
 use crate::write::InfluxWriter;
 
@@ -255,7 +255,7 @@ impl Pipeline {
         let now = Instant::now();
         let rejection = match self.encode(message, batch) {
             Ok(()) => {
-                batch.add_point(message.topic(), message.partition(), message.offset(), now);
+                batch.add_point(message, now);
                 return Ok(());
             }
             Err(rejection) => rejection,
@@ -319,9 +319,11 @@ impl Pipeline {
         let started = Instant::now();
         let write = async {
             if batch.points() == 0 {
-                return Ok(());
+                return Ok(Vec::new());
             }
-            self.writer.write(batch.lines(), abandon).await.map(|_| ())
+            self.writer
+                .write(batch.lines(), batch.line_ends(), abandon)
+                .await
         };
         let deliver = async {
             if batch.dead_letters().is_empty() {
@@ -332,20 +334,45 @@ impl Pipeline {
                 .await
         };
         let (written, delivered) = tokio::join!(write, deliver);
-        if written.is_err() || delivered.is_err() {
+        let (Ok(rejected_lines), Ok(())) = (written, delivered) else {
+            return Err(Abandoned);
+        };
+        // Lines InfluxDB refused become dead letters of the write stage, delivered before any
+        // offset of the batch is stored.
+        let refused: Vec<DeadLetter> = rejected_lines
+            .into_iter()
+            .filter_map(|line| {
+                let rejection = Rejection {
+                    stage: Stage::Write,
+                    reason: if line.too_large {
+                        "TooLarge"
+                    } else {
+                        "InfluxDbRejected"
+                    },
+                    message: line.message,
+                };
+                batch.dead_letter_for_line(line.index, rejection)
+            })
+            .collect();
+        if !refused.is_empty() && self.dead_letters.deliver(&refused, abandon).await.is_err() {
             return Err(Abandoned);
         }
         source::store_durable(&self.consumer, batch.next_offsets());
-        self.summary.written += batch.points() as u64;
-        self.summary.dead_lettered += batch.dead_letters().len() as u64;
+        let written = (batch.points() - refused.len()) as u64;
+        self.summary.written += written;
+        self.summary.dead_lettered += (batch.dead_letters().len() + refused.len()) as u64;
         self.summary.batches += 1;
         self.telemetry.batch_durable(
-            batch.points() as u64,
-            batch.dead_letters().iter().map(|letter| &letter.rejection),
+            written,
+            batch
+                .dead_letters()
+                .iter()
+                .chain(&refused)
+                .map(|letter| &letter.rejection),
         );
         debug!(
-            points = batch.points(),
-            dead_letters = batch.dead_letters().len(),
+            points = written,
+            dead_letters = batch.dead_letters().len() + refused.len(),
             bytes = batch.line_bytes(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "batch durable; offsets stored"

@@ -1,22 +1,30 @@
-//! Write: line protocol batches go to InfluxDB over HTTP, retried until they are durable.
+//! Write: line protocol batches go to InfluxDB over HTTP until every line is either durable or
+//! refused by InfluxDB itself.
 //!
-//! The response policy is a table over HTTP status codes ([`classify`]), mirrored in the
-//! README. A batch is only reported written after a 2xx; every other outcome is retried with
-//! exponential backoff and jitter (honouring `Retry-After`) until it succeeds or the sink is
-//! stopped. Nothing here ever gives up on a batch by dropping it.
+//! [`policy`] turns each HTTP response into a decision (the table is in its docs and in the
+//! README); [`isolate`] finds the lines InfluxDB refuses so that they can be dead-lettered while
+//! the rest is written. Transient failures and configuration problems are retried with
+//! exponential backoff and jitter (honouring `Retry-After`) until they clear or the sink stops.
+//! Nothing here ever gives up on a line by dropping it.
 
 use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
+use reqwest::Url;
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::metrics::Telemetry;
 use crate::secret::Secret;
+
+pub mod isolate;
+pub mod policy;
+
+pub use isolate::{RejectedLine, Verdict};
+pub use policy::{Disposition, classify};
 
 /// Which write API to use, with its target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,92 +106,6 @@ pub struct InfluxSettings {
     pub backoff: Backoff,
 }
 
-/// What to do after one write attempt, decided from the HTTP response alone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Disposition {
-    /// 2xx: the points are durable.
-    Written,
-    /// Transient: 5xx, 429, timeouts, connection errors. Retry, after `after` when the server said.
-    Retry {
-        /// Why.
-        cause: &'static str,
-        /// The server's `Retry-After`, when it gave one.
-        after: Option<Duration>,
-    },
-    /// 400/422: InfluxDB refused some or all lines. Retried until the full error policy
-    /// (isolating the rejected records) is in place; never skipped.
-    Refused {
-        /// InfluxDB's error message.
-        message: String,
-    },
-    /// 401/403/404/413 and other 4xx: the sink's configuration or InfluxDB's setup is wrong
-    /// (token, database, bucket, size limit). Retried so the sink resumes once it is fixed.
-    Misconfigured {
-        /// What InfluxDB said.
-        message: String,
-    },
-}
-
-/// Longest `Retry-After` honoured; a server asking for more is retried after this.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
-
-/// The response policy table.
-pub fn classify(
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: &str,
-    now: SystemTime,
-) -> Disposition {
-    let message = || format!("HTTP {status}: {}", error_message(body));
-    match status.as_u16() {
-        200..=299 => Disposition::Written,
-        429 | 503 => Disposition::Retry {
-            cause: if status == StatusCode::TOO_MANY_REQUESTS {
-                "throttled"
-            } else {
-                "unavailable"
-            },
-            after: retry_after(headers, now),
-        },
-        500..=599 => Disposition::Retry {
-            cause: "server_error",
-            after: None,
-        },
-        400 | 422 => Disposition::Refused { message: message() },
-        _ => Disposition::Misconfigured { message: message() },
-    }
-}
-
-/// Parses `Retry-After` as delay-seconds or an HTTP date.
-pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let delay = match text.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => httpdate::parse_http_date(text)
-            .ok()?
-            .duration_since(now)
-            .unwrap_or(Duration::ZERO),
-    };
-    Some(delay.min(MAX_RETRY_AFTER))
-}
-
-/// Pulls the human message out of an InfluxDB error body (`{"error": …}` in v1,
-/// `{"message": …}` in v2/v3), falling back to the raw body.
-fn error_message(body: &str) -> String {
-    let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
-    let message = parsed.as_ref().and_then(|json| {
-        json.get("error")
-            .or_else(|| json.get("message"))
-            .and_then(|message| message.as_str())
-    });
-    let text = message.unwrap_or(body).trim();
-    crate::reject::truncate_message(if text.is_empty() {
-        "(empty body)".into()
-    } else {
-        text.to_owned()
-    })
-}
-
 /// Why a write stopped without succeeding.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -198,11 +120,16 @@ pub enum WriteError {
     Compress(#[source] std::io::Error),
 }
 
-/// The result of a successful write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriteReport {
-    /// Attempts it took (1 = no retry).
-    pub attempts: u32,
+/// One batch's requests, all bound to the same stop token.
+struct Attempts<'a> {
+    writer: &'a InfluxWriter,
+    stop: &'a CancellationToken,
+}
+
+impl isolate::Sender for Attempts<'_> {
+    async fn send(&self, body: &[u8]) -> Result<Verdict, WriteError> {
+        self.writer.send(body, self.stop).await
+    }
 }
 
 /// Writes line protocol to InfluxDB.
@@ -243,32 +170,46 @@ impl InfluxWriter {
         &self.endpoint
     }
 
-    /// Writes `lines` (newline-terminated line protocol), retrying until InfluxDB acknowledges
-    /// them or `stop` is cancelled.
+    /// Writes a batch: `lines` is newline-terminated line protocol whose line `i` ends at byte
+    /// `line_ends[i]`. Returns the lines InfluxDB refused for good (to be dead-lettered); every
+    /// other line is acknowledged. Transient failures and configuration problems are retried
+    /// until they clear or `stop` is cancelled.
     pub async fn write(
         &self,
         lines: &[u8],
+        line_ends: &[usize],
         stop: &CancellationToken,
-    ) -> Result<WriteReport, WriteError> {
+    ) -> Result<Vec<RejectedLine>, WriteError> {
+        let rejected =
+            isolate::write_isolating(&Attempts { writer: self, stop }, lines, line_ends).await?;
+        if !rejected.is_empty() {
+            warn!(
+                endpoint = %self.endpoint,
+                rejected = rejected.len(),
+                lines = line_ends.len(),
+                first_error = rejected[0].message,
+                "InfluxDB rejected some lines; they go to the dead-letter topic and the rest is written"
+            );
+        }
+        Ok(rejected)
+    }
+
+    /// Sends one request until InfluxDB gives an answer about its lines (2xx, 400/422, 413).
+    async fn send(&self, lines: &[u8], stop: &CancellationToken) -> Result<Verdict, WriteError> {
         let body = if self.gzip {
             gzip(lines).map_err(WriteError::Compress)?
         } else {
             lines.to_vec()
         };
-        // `Bytes` clones share one buffer, so retries do not copy the batch.
+        // `Bytes` clones share one buffer, so retries do not copy the body.
         let body = bytes::Bytes::from(body);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let disposition = self.attempt(body.clone()).await;
-            let wait = match disposition {
-                Disposition::Written => {
-                    if self.failing.swap(false, Ordering::Relaxed) {
-                        self.telemetry.set_influx_refusal(None);
-                        info!(endpoint = %self.endpoint, attempts = attempt, "InfluxDB writes succeed again");
-                    }
-                    return Ok(WriteReport { attempts: attempt });
-                }
+            let verdict = match self.attempt(body.clone()).await {
+                Disposition::Written => Verdict::Written,
+                Disposition::Rejected { message, lines } => Verdict::Rejected { message, lines },
+                Disposition::TooLarge { message } => Verdict::TooLarge { message },
                 Disposition::Retry { cause, after } => {
                     let wait = after.unwrap_or_else(|| self.backoff.delay(attempt));
                     self.report_failure(
@@ -277,19 +218,30 @@ impl InfluxWriter {
                         wait,
                         false,
                     );
-                    wait
+                    self.pause(wait, stop).await?;
+                    continue;
                 }
-                Disposition::Refused { message } | Disposition::Misconfigured { message } => {
+                Disposition::Misconfigured { message } => {
                     self.telemetry.set_influx_refusal(Some(message.clone()));
                     let wait = self.backoff.delay(attempt);
                     self.report_failure(attempt, &message, wait, true);
-                    wait
+                    self.pause(wait, stop).await?;
+                    continue;
                 }
             };
-            tokio::select! {
-                () = stop.cancelled() => return Err(WriteError::Cancelled),
-                () = tokio::time::sleep(wait) => {}
+            // InfluxDB answered about the lines themselves: it is reachable and accepts us.
+            if self.failing.swap(false, Ordering::Relaxed) {
+                self.telemetry.set_influx_refusal(None);
+                info!(endpoint = %self.endpoint, attempts = attempt, "InfluxDB accepts writes again");
             }
+            return Ok(verdict);
+        }
+    }
+
+    async fn pause(&self, wait: Duration, stop: &CancellationToken) -> Result<(), WriteError> {
+        tokio::select! {
+            () = stop.cancelled() => Err(WriteError::Cancelled),
+            () = tokio::time::sleep(wait) => Ok(()),
         }
     }
 
@@ -399,107 +351,6 @@ fn gzip(lines: &[u8]) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    fn headers(retry_after: Option<&str>) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        if let Some(value) = retry_after {
-            headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
-        }
-        headers
-    }
-
-    #[test]
-    fn response_policy_table() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let cases: Vec<(u16, Option<&str>, &str, Disposition)> = vec![
-            (204, None, "", Disposition::Written),
-            (200, None, "", Disposition::Written),
-            (
-                429,
-                Some("7"),
-                "",
-                Disposition::Retry {
-                    cause: "throttled",
-                    after: Some(Duration::from_secs(7)),
-                },
-            ),
-            (
-                503,
-                None,
-                "",
-                Disposition::Retry {
-                    cause: "unavailable",
-                    after: None,
-                },
-            ),
-            (
-                503,
-                Some("Tue, 14 Nov 2023 22:13:30 GMT"),
-                "",
-                Disposition::Retry {
-                    cause: "unavailable",
-                    after: Some(Duration::from_secs(10)),
-                },
-            ),
-            (
-                500,
-                None,
-                "",
-                Disposition::Retry {
-                    cause: "server_error",
-                    after: None,
-                },
-            ),
-            (
-                400,
-                None,
-                r#"{"error":"partial write: field type conflict"}"#,
-                Disposition::Refused {
-                    message: "HTTP 400 Bad Request: partial write: field type conflict".into(),
-                },
-            ),
-            (
-                401,
-                None,
-                r#"{"code":"unauthorized","message":"unauthorized access"}"#,
-                Disposition::Misconfigured {
-                    message: "HTTP 401 Unauthorized: unauthorized access".into(),
-                },
-            ),
-            (
-                404,
-                None,
-                r#"{"error":"database not found: \"x\""}"#,
-                Disposition::Misconfigured {
-                    message: "HTTP 404 Not Found: database not found: \"x\"".into(),
-                },
-            ),
-        ];
-        for (status, retry, body, expected) in cases {
-            let status = StatusCode::from_u16(status).unwrap();
-            assert_eq!(
-                classify(status, &headers(retry), body, now),
-                expected,
-                "{status}"
-            );
-        }
-    }
-
-    #[test]
-    fn retry_after_is_capped_and_past_dates_mean_now() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(
-            retry_after(&headers(Some("999999")), now),
-            Some(MAX_RETRY_AFTER)
-        );
-        assert_eq!(
-            retry_after(&headers(Some("Thu, 01 Jan 1970 00:00:00 GMT")), now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(retry_after(&headers(Some("soon")), now), None);
-        assert_eq!(retry_after(&headers(None), now), None);
-    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
