@@ -115,6 +115,30 @@ pub enum TimestampSource {
     },
 }
 
+/// Where a record sits in Kafka; the mapping reads its timestamp, and its position when
+/// same-millisecond collisions are kept apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KafkaContext {
+    /// The Kafka timestamp in milliseconds, if the record has one.
+    pub timestamp_ms: Option<i64>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// What happens when two different records map to the same measurement, tags and millisecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collisions {
+    /// InfluxDB keeps the later point (its own rule for identical series and time).
+    Overwrite,
+    /// Both are kept: the sub-millisecond nanoseconds carry `(offset mod 1000) * 1000 +
+    /// (partition mod 1000)`. A replay of the same record still lands on the same nanosecond, so
+    /// the effect stays idempotent; two records collide only if one partition holds more than
+    /// 1000 records of one series within one millisecond.
+    Keep,
+}
+
 /// The compiled `[mapping]`.
 #[derive(Debug, Clone)]
 pub struct Mapping {
@@ -123,6 +147,7 @@ pub struct Mapping {
     tags: Vec<(String, FieldPath)>,
     fields: Vec<(String, FieldPath)>,
     timestamp: TimestampSource,
+    collisions: Collisions,
 }
 
 /// Why a record cannot become a point. Every variant names the path that failed.
@@ -209,14 +234,22 @@ impl Mapping {
             tags,
             fields,
             timestamp,
+            collisions: Collisions::Overwrite,
         }
     }
 
-    /// Maps one record. `kafka_timestamp_ms` is the Kafka record's timestamp, if it has one.
+    /// Sets the collision rule. `Keep` needs a timestamp no finer than milliseconds (checked
+    /// by the configuration).
+    pub fn with_collisions(mut self, collisions: Collisions) -> Self {
+        self.collisions = collisions;
+        self
+    }
+
+    /// Maps one record consumed at `kafka`.
     pub fn map<'a>(
         &'a self,
         record: &'a Value,
-        kafka_timestamp_ms: Option<i64>,
+        kafka: KafkaContext,
     ) -> Result<Point<'a>, MapError> {
         if !record.is_object() {
             return Err(MapError::NotAnObject {
@@ -262,7 +295,17 @@ impl Mapping {
             };
             fields.push((name.as_str(), value));
         }
-        let timestamp_ns = self.timestamp_ns(record, kafka_timestamp_ms)?;
+        let mut timestamp_ns = self.timestamp_ns(record, kafka.timestamp_ms)?;
+        if self.collisions == Collisions::Keep {
+            let below_millisecond =
+                kafka.offset.rem_euclid(1000) * 1000 + i64::from(kafka.partition).rem_euclid(1000);
+            timestamp_ns = timestamp_ns.checked_add(below_millisecond).ok_or_else(|| {
+                MapError::InvalidTimestamp {
+                    path: "(kafka)".into(),
+                    reason: "outside the range InfluxDB can store".into(),
+                }
+            })?;
+        }
         Ok(Point {
             measurement: &self.measurement,
             tags,
@@ -332,6 +375,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn at(timestamp_ms: Option<i64>) -> KafkaContext {
+        KafkaContext {
+            timestamp_ms,
+            partition: 0,
+            offset: 0,
+        }
+    }
+
     fn key(name: &str) -> (String, FieldPath) {
         (name.to_owned(), FieldPath::Key(name.to_owned()))
     }
@@ -355,7 +406,7 @@ mod tests {
     fn maps_the_generator_record_with_the_kafka_timestamp() {
         let mapping = generator_mapping();
         let record = generator_record();
-        let point = mapping.map(&record, Some(1_700_000_000_123)).unwrap();
+        let point = mapping.map(&record, at(Some(1_700_000_000_123))).unwrap();
         assert_eq!(point.measurement, "generator");
         assert_eq!(point.tags, vec![("generatorID", Cow::Borrowed("gen-7"))]);
         assert_eq!(
@@ -376,8 +427,8 @@ mod tests {
         let mapping = generator_mapping();
         let record = generator_record();
         assert_eq!(
-            mapping.map(&record, Some(5)).unwrap(),
-            mapping.map(&record, Some(5)).unwrap()
+            mapping.map(&record, at(Some(5))).unwrap(),
+            mapping.map(&record, at(Some(5))).unwrap()
         );
     }
 
@@ -390,7 +441,7 @@ mod tests {
             TimestampSource::Kafka,
         );
         let record = json!({"z": "1", "a": 2, "v": 1});
-        let point = mapping.map(&record, Some(0)).unwrap();
+        let point = mapping.map(&record, at(Some(0))).unwrap();
         assert_eq!(
             point.tags,
             vec![("a", Cow::Borrowed("2")), ("z", Cow::Borrowed("1"))]
@@ -421,13 +472,13 @@ mod tests {
         ];
         for (record, message) in cases {
             assert_eq!(
-                mapping.map(&record, Some(0)).unwrap_err().to_string(),
+                mapping.map(&record, at(Some(0))).unwrap_err().to_string(),
                 message,
                 "{record}"
             );
         }
         assert_eq!(
-            mapping.map(&generator_record(), None).unwrap_err(),
+            mapping.map(&generator_record(), at(None)).unwrap_err(),
             MapError::MissingKafkaTimestamp
         );
     }
@@ -448,32 +499,32 @@ mod tests {
         };
         assert_eq!(
             with("/meta/t", TimeUnit::Seconds)
-                .map(&record, None)
+                .map(&record, at(None))
                 .unwrap()
                 .timestamp_ns,
             1_700_000_000_000_000_000
         );
         assert_eq!(
             with("/meta/t", TimeUnit::Nanos)
-                .map(&record, None)
+                .map(&record, at(None))
                 .unwrap()
                 .timestamp_ns,
             1_700_000_000
         );
         assert_eq!(
             with("f", TimeUnit::Millis)
-                .map(&record, None)
+                .map(&record, at(None))
                 .unwrap()
                 .timestamp_ns,
             1_500_000
         );
         let overflow = json!({"v": 1, "t": i64::MAX});
         assert!(matches!(
-            with("t", TimeUnit::Seconds).map(&overflow, None),
+            with("t", TimeUnit::Seconds).map(&overflow, at(None)),
             Err(MapError::InvalidTimestamp { .. })
         ));
         assert!(matches!(
-            with("missing", TimeUnit::Seconds).map(&record, None),
+            with("missing", TimeUnit::Seconds).map(&record, at(None)),
             Err(MapError::InvalidTimestamp { .. })
         ));
     }
@@ -490,5 +541,55 @@ mod tests {
         );
         assert!(FieldPath::parse("").is_err());
         assert!(FieldPath::parse("/").is_err());
+    }
+
+    #[test]
+    fn collisions_keep_tells_same_millisecond_records_apart_idempotently() {
+        let keep = generator_mapping().with_collisions(Collisions::Keep);
+        let record = generator_record();
+        let stamp = |partition, offset| {
+            keep.map(
+                &record,
+                KafkaContext {
+                    timestamp_ms: Some(1_000),
+                    partition,
+                    offset,
+                },
+            )
+            .unwrap()
+            .timestamp_ns
+        };
+        assert_eq!(stamp(0, 0), 1_000_000_000);
+        assert_eq!(stamp(3, 1_234_567), 1_000_567_003);
+        // Replays land on the same nanosecond; neighbours in the same millisecond do not collide.
+        assert_eq!(stamp(3, 42), stamp(3, 42));
+        let mut seen = std::collections::HashSet::new();
+        for partition in 0..12 {
+            for offset in 5_000..5_900 {
+                assert!(
+                    seen.insert(stamp(partition, offset)),
+                    "{partition}/{offset}"
+                );
+            }
+        }
+        assert!(
+            seen.iter()
+                .all(|ns| (1_000_000_000..1_001_000_000).contains(ns))
+        );
+        // The default keeps InfluxDB's rule: same series and time overwrite.
+        assert_eq!(
+            generator_mapping()
+                .map(
+                    &record,
+                    KafkaContext {
+                        timestamp_ms: Some(1_000),
+                        partition: 3,
+                        offset: 9
+                    }
+                )
+                .unwrap()
+                .timestamp_ns,
+            1_000_000_000
+        );
     }
 }

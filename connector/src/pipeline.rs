@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, InvalidRecordPolicy};
 use crate::decode::Decoder;
 use crate::line_protocol;
-use crate::map::Mapping;
+use crate::map::{KafkaContext, Mapping};
 use crate::metrics::{self, Telemetry};
 use crate::reject::{Rejection, Stage};
 use crate::source::{self, SourceConsumer};
@@ -303,9 +303,14 @@ impl Pipeline {
             .decoder
             .decode(message.payload())
             .map_err(|error| error.rejection())?;
+        let kafka = KafkaContext {
+            timestamp_ms: message.timestamp().to_millis(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
         let point = self
             .mapping
-            .map(&decoded.value, message.timestamp().to_millis())
+            .map(&decoded.value, kafka)
             .map_err(|error| error.rejection())?;
         line_protocol::encode(&point, batch.line_buffer()).map_err(|error| error.rejection())
     }

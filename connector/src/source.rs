@@ -26,6 +26,9 @@ use tracing::{debug, info, warn};
 use crate::batch::NextOffset;
 use crate::metrics::Telemetry;
 
+/// Default cap on librdkafka's prefetch queue, in KiB (override with the property of that name).
+pub const DEFAULT_PREFETCH_KBYTES: &str = "16384";
+
 /// The validated `[kafka]` settings.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
@@ -58,6 +61,12 @@ impl KafkaSettings {
     /// Consumer configuration implementing the delivery guarantee above.
     pub fn consumer_config(&self) -> ClientConfig {
         let mut config = self.client_config();
+        if !self.properties.contains_key("queued.max.messages.kbytes") {
+            // librdkafka prefetches up to 64 MiB by default; while InfluxDB is slow or down the
+            // sink stops reading, so this queue is what bounds memory. 16 MiB still holds
+            // ~100,000 generator records, far more than one batch.
+            config.set("queued.max.messages.kbytes", DEFAULT_PREFETCH_KBYTES);
+        }
         config
             .set("group.id", &self.group_id)
             .set("enable.auto.offset.store", "false")
@@ -227,6 +236,18 @@ mod tests {
         assert_eq!(config.get("auto.commit.interval.ms"), Some("1500"));
         assert_eq!(config.get("bootstrap.servers"), Some("a:9092,b:9092"));
         assert_eq!(config.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(
+            config.get("queued.max.messages.kbytes"),
+            Some(DEFAULT_PREFETCH_KBYTES)
+        );
+        let mut custom = settings();
+        custom
+            .properties
+            .insert("queued.max.messages.kbytes".into(), "1024".into());
+        assert_eq!(
+            custom.consumer_config().get("queued.max.messages.kbytes"),
+            Some("1024")
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use serde_json::Value;
 use crate::batch::BatchPolicy;
 use crate::dead_letter::{DeadLetterSettings, InvalidRecordPolicy};
 use crate::decode::WireFormat;
-use crate::map::{FieldPath, Mapping, TimeUnit, TimestampSource};
+use crate::map::{Collisions, FieldPath, Mapping, TimeUnit, TimestampSource};
 use crate::secret::Secret;
 use crate::source::KafkaSettings;
 use crate::write::{Backoff, InfluxApi, InfluxAuth, InfluxSettings};
@@ -486,12 +486,32 @@ fn build_mapping(raw: &RawConfig) -> Result<Mapping, ConfigError> {
             ));
         }
     };
-    Ok(Mapping::new(
-        mapping.measurement.clone(),
-        tags,
-        fields,
-        source,
-    ))
+    let collisions = match timestamp.collisions.as_deref().unwrap_or("overwrite") {
+        "overwrite" => Collisions::Overwrite,
+        "keep" => {
+            let fine = matches!(
+                &source,
+                TimestampSource::Field {
+                    unit: TimeUnit::Micros | TimeUnit::Nanos,
+                    ..
+                }
+            );
+            if fine {
+                return Err(invalid(
+                    "mapping.timestamp.collisions",
+                    "\"keep\" uses the nanoseconds below the millisecond, so it needs a timestamp in s or ms",
+                ));
+            }
+            Collisions::Keep
+        }
+        other => {
+            return Err(invalid(
+                "mapping.timestamp.collisions",
+                format!("`{other}` is neither `overwrite` nor `keep`"),
+            ));
+        }
+    };
+    Ok(Mapping::new(mapping.measurement.clone(), tags, fields, source).with_collisions(collisions))
 }
 
 fn read_secret_file(key: &str, base_dir: &Path, file: &Path) -> Result<Secret, ConfigError> {

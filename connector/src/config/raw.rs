@@ -171,6 +171,10 @@ pub struct RawTimestamp {
     pub field: Option<String>,
     /// With `source = "field"`: `s`, `ms`, `us` or `ns`.
     pub unit: Option<String>,
+    /// Two different records with the same measurement, tags and millisecond: `overwrite`
+    /// (default: InfluxDB keeps the later one) or `keep` (both kept, told apart below the
+    /// millisecond by their Kafka partition and offset).
+    pub collisions: Option<String>,
 }
 
 /// `[influxdb]`

@@ -47,7 +47,17 @@ fn minimal_config_gets_generator_defaults() {
         }
     );
     let record = serde_json::json!({"generatorID": "g", "lat": 1, "lon": 2, "temperature": 3, "pressure": 4, "fuel": 5});
-    let point = config.mapping.map(&record, Some(1)).unwrap();
+    let point = config
+        .mapping
+        .map(
+            &record,
+            crate::map::KafkaContext {
+                timestamp_ms: Some(1),
+                partition: 0,
+                offset: 0,
+            },
+        )
+        .unwrap();
     assert_eq!(point.measurement, "generator");
     assert_eq!(point.fields.len(), 5);
 }
@@ -117,6 +127,14 @@ fn bad_values_are_named_with_the_fix() {
         ("[metrics]\nlisten = \"nowhere\"", "metrics.listen"),
         ("[log]\nformat = \"xml\"", "log.format"),
         ("[dead_letter]\npolicy = \"ignore\"", "dead_letter.policy"),
+        (
+            "[mapping.timestamp]\ncollisions = \"merge\"",
+            "mapping.timestamp.collisions",
+        ),
+        (
+            "[mapping.timestamp]\nsource = \"field\"\nfield = \"t\"\nunit = \"ns\"\ncollisions = \"keep\"",
+            "needs a timestamp in s or ms",
+        ),
         (
             "[kafka.properties]\n\"enable.auto.offset.store\" = \"true\"",
             "kafka.properties.\"enable.auto.offset.store\"",
