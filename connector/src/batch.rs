@@ -9,7 +9,7 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 
 use crate::dead_letter::DeadLetter;
 use crate::reject::Rejection;
@@ -85,15 +85,7 @@ impl Batch {
         };
         let key = message.key().map(|key| self.keep(key));
         let value = message.payload().map(|value| self.keep(value));
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = crate::dead_letter::copy_headers(message);
         self.line_ends.push(self.lines.len());
         self.line_sources.push(LineSource {
             topic,

@@ -54,18 +54,23 @@ pub struct DeadLetter {
     pub rejection: Rejection,
 }
 
+/// The headers of a consumed message, owned, in their original order.
+pub fn copy_headers<M: Message>(message: &M) -> Vec<(String, Option<Vec<u8>>)> {
+    message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl DeadLetter {
     /// Copies a consumed Kafka message and the reason it was rejected.
     pub fn from_message<M: Message>(message: &M, rejection: Rejection) -> Self {
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = copy_headers(message);
         Self {
             topic: message.topic().to_owned(),
             partition: message.partition(),

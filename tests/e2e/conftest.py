@@ -295,6 +295,16 @@ class Sink:
         assert rc == 0, f"sink exited with code {rc} after SIGTERM, wanted 0; log tail:\n{self.log_tail()}"
         return rc
 
+    def crash(self) -> int:
+        """SIGKILL: the process dies at once, without writing, committing or leaving its group.
+        Returns the exit status (-9)."""
+        assert self.proc is not None, "sink not started"
+        self.assert_alive()
+        self.proc.send_signal(signal.SIGKILL)
+        rc = self.proc.wait(10)
+        self._close_log()
+        return rc
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -362,13 +372,16 @@ def make_sink(sink_bin, tmp_path_factory):
         s.kill()
 
 
-def wait_for_commits(brokers: str, group: str, topic: str, expected: dict[int, int], sink: Sink,
-                     timeout: float = 120.0) -> dict[int, int | None]:
-    """Waits until `group` has committed exactly `expected` ({partition: end offset}) on `topic`."""
+def wait_for_commits(brokers: str, group: str, topic: str, expected: dict[int, int],
+                     sink: Sink | list[Sink], timeout: float = 120.0) -> dict[int, int | None]:
+    """Waits until `group` has committed exactly `expected` ({partition: end offset}) on `topic`.
+    `sink` is the group's member, or a list of them: every one must stay alive meanwhile."""
+    sinks = sink if isinstance(sink, list) else [sink]
     deadline = time.monotonic() + timeout
     committed: dict[int, int | None] = {}
     while time.monotonic() < deadline:
-        sink.assert_alive()
+        for s in sinks:
+            s.assert_alive()
         committed = committed_offsets(brokers, group, topic)
         if committed == expected:
             return committed
@@ -376,8 +389,9 @@ def wait_for_commits(brokers: str, group: str, topic: str, expected: dict[int, i
             assert off is None or off <= expected.get(p, 0), (
                 f"group {group} committed offset {off} on {topic}[{p}] beyond its end {expected.get(p)}")
         time.sleep(0.5)
+    tails = "".join(f"\n--- log tail of {s.log_path.name} ---\n{s.log_tail()}" for s in sinks)
     raise AssertionError(f"group {group} did not commit the end offsets of {topic} within {timeout}s: "
-                         f"committed {committed}, end offsets {expected}; sink log tail:\n{sink.log_tail()}")
+                         f"committed {committed}, end offsets {expected}{tails}")
 
 
 # --- attach sink logs to failing tests ------------------------------------------------------------
