@@ -10,14 +10,22 @@
 //! One `select!` waits for the next record, the batch's linger deadline or shutdown. A flush
 //! finishes before the next record is read, so a batch always covers a contiguous offset range
 //! of each partition and its highest offset is safe to store once the batch is durable.
+//!
+//! A flush that takes longer than a second (InfluxDB slow, down or refusing the sink) pauses the
+//! assigned partitions and keeps polling the consumer until it completes: the member stays in
+//! its group (no `max.poll.interval.ms` eviction), rebalances are served, and memory stays
+//! bounded by librdkafka's capped prefetch. A record from a partition assigned during the pause
+//! is held back, its partition paused too, and processed first after the flush, in order.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::consumer::Consumer as _;
-use rdkafka::message::BorrowedMessage;
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
+use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -93,6 +101,8 @@ struct Pipeline {
     dead_letters: DeadLetterSink,
     policy: BatchPolicy,
     invalid_record_policy: InvalidRecordPolicy,
+    /// Records received while paused during a long flush, processed next, in order.
+    held: VecDeque<OwnedMessage>,
     summary: RunSummary,
     telemetry: Arc<Telemetry>,
 }
@@ -138,6 +148,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         ),
         policy: config.batch,
         invalid_record_policy: config.dead_letter.policy,
+        held: VecDeque::new(),
         summary: RunSummary::default(),
         telemetry,
     };
@@ -158,7 +169,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
     let mut batch = Batch::default();
     let mut last_receive_error = String::new();
     let mut failure = None;
-    loop {
+    'run: loop {
+        // Records held back while a long flush had consumption paused come first, in order.
+        while let Some(message) = pipeline.held.pop_front() {
+            pipeline.summary.consumed += 1;
+            pipeline.telemetry.consumed(1);
+            if let Err(invalid) = pipeline.accept(&message, &mut batch) {
+                failure = Some(stop_on(invalid));
+                break 'run;
+            }
+            if batch.is_full(&pipeline.policy)
+                && pipeline.flush(&mut batch, &abandon).await.is_err()
+            {
+                break 'run;
+            }
+        }
         let deadline = batch.deadline(&pipeline.policy);
         tokio::select! {
             biased;
@@ -174,14 +199,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
                     pipeline.telemetry.consumed(1);
                     last_receive_error.clear();
                     if let Err(invalid) = pipeline.accept(&message, &mut batch) {
-                        error!(
-                            topic = invalid.topic,
-                            partition = invalid.partition,
-                            offset = invalid.offset,
-                            rejection = %invalid.rejection,
-                            "invalid record and dead_letter.policy = \"fail\": stopping; its offset is not committed"
-                        );
-                        failure = Some(invalid);
+                        failure = Some(stop_on(invalid));
                         break;
                     }
                 }
@@ -232,6 +250,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
     Ok(summary)
 }
 
+/// Logs the record that stops the sink under `dead_letter.policy = "fail"`.
+fn stop_on(invalid: InvalidRecord) -> InvalidRecord {
+    error!(
+        topic = invalid.topic,
+        partition = invalid.partition,
+        offset = invalid.offset,
+        rejection = %invalid.rejection,
+        "invalid record and dead_letter.policy = \"fail\": stopping; its offset is not committed"
+    );
+    invalid
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
@@ -247,11 +277,7 @@ impl Pipeline {
     /// Decodes, maps and encodes one record into the batch; a rejected record is handled by
     /// the invalid-record policy. Under `fail` the rejection is returned and nothing of the
     /// record enters the batch, so its offset is never stored.
-    fn accept(
-        &self,
-        message: &BorrowedMessage<'_>,
-        batch: &mut Batch,
-    ) -> Result<(), InvalidRecord> {
+    fn accept<M: Message>(&self, message: &M, batch: &mut Batch) -> Result<(), InvalidRecord> {
         let now = Instant::now();
         let rejection = match self.encode(message, batch) {
             Ok(()) => {
@@ -298,7 +324,7 @@ impl Pipeline {
         Ok(())
     }
 
-    fn encode(&self, message: &BorrowedMessage<'_>, batch: &mut Batch) -> Result<(), Rejection> {
+    fn encode<M: Message>(&self, message: &M, batch: &mut Batch) -> Result<(), Rejection> {
         let decoded = self
             .decoder
             .decode(message.payload())
@@ -322,46 +348,39 @@ impl Pipeline {
         abandon: &CancellationToken,
     ) -> Result<(), Abandoned> {
         let started = Instant::now();
-        let write = async {
-            if batch.points() == 0 {
-                return Ok(Vec::new());
-            }
-            self.writer
-                .write(batch.lines(), batch.line_ends(), abandon)
-                .await
-        };
-        let deliver = async {
-            if batch.dead_letters().is_empty() {
-                return Ok(());
-            }
-            self.dead_letters
-                .deliver(batch.dead_letters(), abandon)
-                .await
-        };
-        let (written, delivered) = tokio::join!(write, deliver);
-        let (Ok(rejected_lines), Ok(())) = (written, delivered) else {
-            return Err(Abandoned);
-        };
-        // Lines InfluxDB refused become dead letters of the write stage, delivered before any
-        // offset of the batch is stored.
-        let refused: Vec<DeadLetter> = rejected_lines
-            .into_iter()
-            .filter_map(|line| {
-                let rejection = Rejection {
-                    stage: Stage::Write,
-                    reason: if line.too_large {
-                        "TooLarge"
-                    } else {
-                        "InfluxDbRejected"
+        let mut held = Vec::new();
+        let outcome = {
+            let work = make_durable(&self.writer, &self.dead_letters, batch, abandon);
+            tokio::pin!(work);
+            let pause_at = tokio::time::sleep(PAUSE_AFTER);
+            tokio::pin!(pause_at);
+            let mut paused = false;
+            loop {
+                tokio::select! {
+                    biased;
+                    outcome = &mut work => break outcome,
+                    () = &mut pause_at, if !paused => {
+                        paused = true;
+                        pause_assignment(&self.consumer);
+                    }
+                    // Polling while paused keeps the group membership alive (heartbeats are
+                    // librdkafka's, but max.poll.interval.ms and rebalances need the application).
+                    received = self.consumer.recv(), if paused => match received {
+                        Ok(message) => {
+                            // A partition assigned after the pause: hold its record, pause it too.
+                            pause_partition(&self.consumer, message.topic(), message.partition());
+                            held.push(message.detach());
+                        }
+                        Err(error) => debug!(%error, "Kafka consumer error while paused"),
                     },
-                    message: line.message,
-                };
-                batch.dead_letter_for_line(line.index, rejection)
-            })
-            .collect();
-        if !refused.is_empty() && self.dead_letters.deliver(&refused, abandon).await.is_err() {
-            return Err(Abandoned);
+                }
+            }
+        };
+        if started.elapsed() >= PAUSE_AFTER {
+            resume_assignment(&self.consumer, started.elapsed());
         }
+        self.held.extend(held);
+        let refused = outcome?;
         source::store_durable(&self.consumer, batch.next_offsets());
         let written = (batch.points() - refused.len()) as u64;
         self.summary.written += written;
@@ -384,5 +403,93 @@ impl Pipeline {
         );
         batch.clear();
         Ok(())
+    }
+}
+
+/// Writes the batch's lines and delivers its dead letters (concurrently), then dead-letters the
+/// lines InfluxDB refused. Returns those refused lines' dead letters once everything is durable.
+async fn make_durable(
+    writer: &InfluxWriter,
+    dead_letters: &DeadLetterSink,
+    batch: &Batch,
+    abandon: &CancellationToken,
+) -> Result<Vec<DeadLetter>, Abandoned> {
+    let write = async {
+        if batch.points() == 0 {
+            return Ok(Vec::new());
+        }
+        writer
+            .write(batch.lines(), batch.line_ends(), abandon)
+            .await
+    };
+    let deliver = async {
+        if batch.dead_letters().is_empty() {
+            return Ok(());
+        }
+        dead_letters.deliver(batch.dead_letters(), abandon).await
+    };
+    let (written, delivered) = tokio::join!(write, deliver);
+    let (Ok(rejected_lines), Ok(())) = (written, delivered) else {
+        return Err(Abandoned);
+    };
+    // Lines InfluxDB refused become dead letters of the write stage, delivered before any offset
+    // of the batch is stored.
+    let refused: Vec<DeadLetter> = rejected_lines
+        .into_iter()
+        .filter_map(|line| {
+            let rejection = Rejection {
+                stage: Stage::Write,
+                reason: if line.too_large {
+                    "TooLarge"
+                } else {
+                    "InfluxDbRejected"
+                },
+                message: line.message,
+            };
+            batch.dead_letter_for_line(line.index, rejection)
+        })
+        .collect();
+    if !refused.is_empty() && dead_letters.deliver(&refused, abandon).await.is_err() {
+        return Err(Abandoned);
+    }
+    Ok(refused)
+}
+
+/// A flush taking longer than this pauses consumption until it completes.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+fn pause_assignment(consumer: &SourceConsumer) {
+    match consumer.assignment() {
+        Ok(assignment) if assignment.count() > 0 => match consumer.pause(&assignment) {
+            Ok(()) => info!(
+                partitions = assignment.count(),
+                "write not durable yet: partitions paused until it is (the group membership stays alive)"
+            ),
+            Err(error) => warn!(%error, "cannot pause partitions"),
+        },
+        Ok(_) => {}
+        Err(error) => warn!(%error, "cannot read the assignment to pause it"),
+    }
+}
+
+fn pause_partition(consumer: &SourceConsumer, topic: &str, partition: i32) {
+    let mut list = TopicPartitionList::with_capacity(1);
+    list.add_partition(topic, partition);
+    if let Err(error) = consumer.pause(&list) {
+        warn!(%error, topic, partition, "cannot pause a newly assigned partition");
+    }
+}
+
+fn resume_assignment(consumer: &SourceConsumer, after: Duration) {
+    match consumer.assignment() {
+        Ok(assignment) => match consumer.resume(&assignment) {
+            Ok(()) => info!(
+                partitions = assignment.count(),
+                paused_ms = after.as_millis() as u64,
+                "write durable: partitions resumed"
+            ),
+            Err(error) => warn!(%error, "cannot resume partitions"),
+        },
+        Err(error) => warn!(%error, "cannot read the assignment to resume it"),
     }
 }
