@@ -20,6 +20,8 @@
 //! - [`write`]: the InfluxDB v1/v2/v3 HTTP writer and its response policy.
 //! - [`dead_letter`]: the dead-letter producer and its Kafka Connect-style headers.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
+//! - [`inflight`]: batches being written (up to `write_concurrency` at once).
+//! - [`watermark`]: per-partition committable offsets over batches finishing in any order.
 //! - [`pipeline`]: the loop wiring the stages: recv → decode → map → batch → write → store.
 //! - [`simulate`]: the emergency-generator simulator.
 //!
@@ -35,6 +37,7 @@ pub mod batch;
 pub mod config;
 pub mod dead_letter;
 pub mod decode;
+pub mod inflight;
 pub mod line_protocol;
 pub mod logging;
 pub mod map;
@@ -44,6 +47,7 @@ pub mod reject;
 pub mod secret;
 pub mod simulate;
 pub mod source;
+pub mod watermark;
 pub mod write;
 
 pub use pipeline::{RunError, RunSummary, run};

@@ -2,20 +2,23 @@
 //!
 //! ```text
 //! recv ─▶ decode/validate ─▶ map ─▶ encode into batch ─┐
-//!            │ rejected        │ rejected             ├─▶ flush: write lines ∥ deliver dead letters
-//!            └────────▶ dead letter in batch ◀────────┘            │ both durable
+//!            │ rejected        │ rejected             ├─▶ dispatch: up to write_concurrency batches,
+//!            └────────▶ dead letter in batch ◀────────┘   each writing lines ∥ delivering dead letters
+//!                                                                   │ durable (any order)
 //!                                                                   ▼
-//!                                                          store offsets → commit
+//!                                       watermark: longest durable prefix per partition → store → commit
 //! ```
-//! One `select!` waits for the next record, the batch's linger deadline or shutdown. A flush
-//! finishes before the next record is read, so a batch always covers a contiguous offset range
-//! of each partition and its highest offset is safe to store once the batch is durable.
+//! One `select!` waits for the next record, a batch finishing, the linger deadline or shutdown.
+//! A full (or lingered) batch is dispatched to its own write task while there is room; batches
+//! finish in any order, and [`crate::watermark`] stores a partition's offset only up to the
+//! longest prefix of its batches that are all durable.
 //!
-//! A flush that takes longer than a second (InfluxDB slow, down or refusing the sink) pauses the
-//! assigned partitions and keeps polling the consumer until it completes: the member stays in
-//! its group (no `max.poll.interval.ms` eviction), rebalances are served, and memory stays
-//! bounded by librdkafka's capped prefetch. A record from a partition assigned during the pause
-//! is held back, its partition paused too, and processed first after the flush, in order.
+//! When the batch is full and every slot is taken (InfluxDB slow, down or refusing the sink),
+//! reading stops. After a second of that the assigned partitions are paused and the consumer is
+//! still polled: the member stays in its group (no `max.poll.interval.ms` eviction), rebalances
+//! are served, and memory stays bounded by `write_concurrency` batches plus librdkafka's capped
+//! prefetch. A record from a partition assigned during the pause is held back, its partition
+//! paused too, and processed first once reading resumes, in order.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -33,10 +36,11 @@ use crate::batch::{Batch, BatchPolicy};
 use crate::config::Config;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, InvalidRecordPolicy};
 use crate::decode::Decoder;
+use crate::inflight::{Completed, InFlight, TaskFailed};
 use crate::line_protocol;
 use crate::map::{KafkaContext, Mapping};
 use crate::metrics::{self, Telemetry};
-use crate::reject::{Rejection, Stage};
+use crate::reject::Rejection;
 use crate::source::{self, SourceConsumer};
 use crate::write::InfluxWriter;
 
@@ -73,6 +77,9 @@ pub enum RunError {
         /// Why.
         source: std::io::Error,
     },
+    /// A write task failed (a bug); the sink stops rather than guess what is durable.
+    #[error(transparent)]
+    TaskFailed(#[from] TaskFailed),
     /// The schema could not be compiled.
     #[error("cannot compile the JSON Schema: {0}")]
     Schema(String),
@@ -92,24 +99,31 @@ pub struct InvalidRecord {
     pub rejection: Rejection,
 }
 
-/// The stages, built from the configuration.
-struct Pipeline {
-    consumer: SourceConsumer,
+/// The per-record stages: pure apart from counting skips.
+struct Stages {
     decoder: Decoder,
     mapping: Mapping,
-    writer: InfluxWriter,
-    dead_letters: DeadLetterSink,
-    policy: BatchPolicy,
     invalid_record_policy: InvalidRecordPolicy,
-    /// Records received while paused during a long flush, processed next, in order.
+    telemetry: Arc<Telemetry>,
+}
+
+/// The stages, built from the configuration, and the state between them.
+struct Pipeline {
+    consumer: SourceConsumer,
+    stages: Stages,
+    policy: BatchPolicy,
+    in_flight: InFlight,
+    /// The batch being filled.
+    batch: Batch,
+    /// Records received while reading was paused, processed first, in order.
     held: VecDeque<OwnedMessage>,
     summary: RunSummary,
     telemetry: Arc<Telemetry>,
 }
 
-/// Runs the sink until `shutdown` is cancelled, then drains: the current batch is written
-/// (for at most the configured shutdown timeout), durable offsets are committed and the
-/// consumer leaves its group.
+/// Runs the sink until `shutdown` is cancelled, then drains: the buffered batch is dispatched,
+/// batches in flight get at most the configured shutdown timeout to become durable, durable
+/// offsets are committed and the consumer leaves its group.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSummary, RunError> {
     let telemetry = Arc::new(Telemetry::new());
     let server = match config.metrics_listen {
@@ -134,24 +148,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         topics = ?config.kafka.topics,
         group = config.kafka.group_id,
         influxdb = %writer.endpoint(),
+        write_concurrency = config.influxdb.write_concurrency,
         "sink started"
     );
-    let mut pipeline = Pipeline {
-        consumer,
-        decoder,
-        mapping: config.mapping.clone(),
-        writer,
-        dead_letters: DeadLetterSink::new(
-            producer,
-            config.dead_letter.topic_template.clone(),
-            config.influxdb.backoff,
-        ),
-        policy: config.batch,
-        invalid_record_policy: config.dead_letter.policy,
-        held: VecDeque::new(),
-        summary: RunSummary::default(),
-        telemetry,
-    };
 
     // In-flight writes may finish during the grace period; past it they are abandoned
     // (uncommitted, so re-read after restart).
@@ -165,69 +164,41 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
             abandon.cancel();
         })
     };
-
-    let mut batch = Batch::default();
-    let mut last_receive_error = String::new();
-    let mut failure = None;
-    'run: loop {
-        // Records held back while a long flush had consumption paused come first, in order.
-        while let Some(message) = pipeline.held.pop_front() {
-            pipeline.summary.consumed += 1;
-            pipeline.telemetry.consumed(1);
-            if let Err(invalid) = pipeline.accept(&message, &mut batch) {
-                failure = Some(stop_on(invalid));
-                break 'run;
-            }
-            if batch.is_full(&pipeline.policy)
-                && pipeline.flush(&mut batch, &abandon).await.is_err()
-            {
-                break 'run;
-            }
-        }
-        let deadline = batch.deadline(&pipeline.policy);
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            () = sleep_until(deadline) => {
-                if pipeline.flush(&mut batch, &abandon).await.is_err() {
-                    break;
-                }
-            }
-            received = pipeline.consumer.recv() => match received {
-                Ok(message) => {
-                    pipeline.summary.consumed += 1;
-                    pipeline.telemetry.consumed(1);
-                    last_receive_error.clear();
-                    if let Err(invalid) = pipeline.accept(&message, &mut batch) {
-                        failure = Some(stop_on(invalid));
-                        break;
-                    }
-                }
-                Err(error) => {
-                    // librdkafka recovers by itself (reconnects, rejoins); say so once per error.
-                    let text = error.to_string();
-                    if text != last_receive_error {
-                        warn!(error = text, "Kafka consumer error; librdkafka keeps retrying");
-                        last_receive_error = text;
-                    }
-                }
-            },
-        }
-        if batch.is_full(&pipeline.policy) && pipeline.flush(&mut batch, &abandon).await.is_err() {
-            break;
-        }
-    }
+    let dead_letters = Arc::new(DeadLetterSink::new(
+        producer,
+        config.dead_letter.topic_template.clone(),
+        config.influxdb.backoff,
+    ));
+    let mut pipeline = Pipeline {
+        consumer,
+        stages: Stages {
+            decoder,
+            mapping: config.mapping.clone(),
+            invalid_record_policy: config.dead_letter.policy,
+            telemetry: telemetry.clone(),
+        },
+        policy: config.batch,
+        in_flight: InFlight::new(
+            config.influxdb.write_concurrency,
+            writer,
+            dead_letters,
+            abandon,
+        ),
+        batch: Batch::default(),
+        held: VecDeque::new(),
+        summary: RunSummary::default(),
+        telemetry,
+    };
+    let outcome = pipeline.consume(&shutdown).await;
+    // Whatever ended consuming, the drain gets the same bounded grace period.
+    shutdown.cancel();
 
     info!(
-        buffered_records = batch.records(),
-        "stopping: writing what is buffered, then committing"
+        buffered_records = pipeline.batch.records(),
+        in_flight = pipeline.in_flight.len(),
+        "stopping: finishing what is buffered and in flight, then committing"
     );
-    if !batch.is_empty() && pipeline.flush(&mut batch, &abandon).await.is_err() {
-        warn!(
-            records = batch.records(),
-            "shutdown timeout reached before the last batch was durable; it stays uncommitted and is re-read on restart"
-        );
-    }
+    let drained = pipeline.drain().await;
     if let Err(error) = source::commit_stored(&pipeline.consumer) {
         warn!(%error, "final commit failed; uncommitted records are re-read and rewritten (idempotently) on restart");
     }
@@ -237,9 +208,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         let _ = server.await;
     }
     let summary = pipeline.summary;
-    if let Some(invalid) = failure {
-        return Err(RunError::InvalidRecord(invalid));
-    }
     info!(
         consumed = summary.consumed,
         written = summary.written,
@@ -247,33 +215,175 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         batches = summary.batches,
         "sink stopped"
     );
-    Ok(summary)
-}
-
-/// Logs the record that stops the sink under `dead_letter.policy = "fail"`.
-fn stop_on(invalid: InvalidRecord) -> InvalidRecord {
-    error!(
-        topic = invalid.topic,
-        partition = invalid.partition,
-        offset = invalid.offset,
-        rejection = %invalid.rejection,
-        "invalid record and dead_letter.policy = \"fail\": stopping; its offset is not committed"
-    );
-    invalid
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-        None => std::future::pending().await,
+    drained?;
+    match outcome {
+        Err(Stop::Invalid(invalid)) => Err(RunError::InvalidRecord(invalid)),
+        Err(Stop::TaskFailed(failed)) => Err(RunError::TaskFailed(failed)),
+        Ok(()) => Ok(summary),
     }
 }
 
-/// The flush was abandoned at shutdown; nothing of the batch was stored.
-struct Abandoned;
+/// Why consuming stopped before shutdown was requested.
+enum Stop {
+    /// An invalid record under `dead_letter.policy = "fail"`.
+    Invalid(InvalidRecord),
+    /// A write task failed.
+    TaskFailed(TaskFailed),
+}
 
 impl Pipeline {
-    /// Decodes, maps and encodes one record into the batch, or adds it as a dead letter.
+    /// The main loop: read, batch, dispatch, complete, until shutdown or a stop.
+    async fn consume(&mut self, shutdown: &CancellationToken) -> Result<(), Stop> {
+        let mut last_receive_error = String::new();
+        // Since when the full batch has been waiting for a free write slot, and whether the
+        // partitions are paused because of it.
+        let mut blocked_since: Option<Instant> = None;
+        let mut paused = false;
+        loop {
+            // Records held back while paused come first, in order, as long as there is room.
+            while !self.blocked() {
+                let Some(message) = self.held.pop_front() else {
+                    break;
+                };
+                self.take(&message)?;
+                self.dispatch_if_full();
+            }
+            self.dispatch_if_full();
+            let blocked = self.blocked();
+            if blocked {
+                blocked_since.get_or_insert_with(Instant::now);
+            } else {
+                blocked_since = None;
+                if paused {
+                    paused = false;
+                    resume_assignment(&self.consumer);
+                }
+            }
+            let linger = if self.in_flight.has_room() {
+                self.batch.deadline(&self.policy)
+            } else {
+                None
+            };
+            let pause_at = if paused {
+                None
+            } else {
+                blocked_since.map(|since| since + PAUSE_AFTER)
+            };
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                Some(completed) = self.in_flight.next_completed(), if !self.in_flight.is_empty() => {
+                    self.complete(completed.map_err(Stop::TaskFailed)?);
+                }
+                () = sleep_until(linger) => self.dispatch(),
+                () = sleep_until(pause_at) => {
+                    paused = true;
+                    pause_assignment(&self.consumer);
+                }
+                received = self.consumer.recv(), if !blocked || paused => match received {
+                    Ok(message) if blocked => {
+                        // Only a partition assigned during the pause delivers now: hold its
+                        // record and pause it too.
+                        pause_partition(&self.consumer, message.topic(), message.partition());
+                        self.held.push_back(message.detach());
+                    }
+                    Ok(message) => {
+                        last_receive_error.clear();
+                        self.summary.consumed += 1;
+                        self.telemetry.consumed(1);
+                        if let Err(invalid) = self.stages.accept(&message, &mut self.batch) {
+                            return Err(Stop::Invalid(stop_on(invalid)));
+                        }
+                    }
+                    Err(error) => {
+                        // librdkafka recovers by itself (reconnects, rejoins); say so once per error.
+                        let text = error.to_string();
+                        if text != last_receive_error {
+                            warn!(error = text, "Kafka consumer error; librdkafka keeps retrying");
+                            last_receive_error = text;
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Takes a held record into the batch.
+    fn take(&mut self, message: &OwnedMessage) -> Result<(), Stop> {
+        self.summary.consumed += 1;
+        self.telemetry.consumed(1);
+        self.stages
+            .accept(message, &mut self.batch)
+            .map_err(|invalid| Stop::Invalid(stop_on(invalid)))
+    }
+
+    /// The batch is full and no write slot is free: reading must wait.
+    fn blocked(&self) -> bool {
+        self.batch.is_full(&self.policy) && !self.in_flight.has_room()
+    }
+
+    fn dispatch_if_full(&mut self) {
+        if self.batch.is_full(&self.policy) && self.in_flight.has_room() {
+            self.dispatch();
+        }
+    }
+
+    /// Hands the current batch to a write task.
+    fn dispatch(&mut self) {
+        if !self.batch.is_empty() {
+            let batch = std::mem::take(&mut self.batch);
+            self.in_flight.dispatch(batch);
+        }
+    }
+
+    /// Accounts for a finished batch and stores the offsets it made safe.
+    fn complete(&mut self, completed: Completed) {
+        let Completed { id, batch, outcome } = completed;
+        let Ok(refused) = outcome else {
+            // Abandoned at shutdown: its offsets, and any behind them, stay unstored.
+            return;
+        };
+        source::store_durable(&self.consumer, &self.in_flight.durable(id));
+        let written = (batch.points() - refused.len()) as u64;
+        self.summary.written += written;
+        self.summary.dead_lettered += (batch.dead_letters().len() + refused.len()) as u64;
+        self.summary.batches += 1;
+        self.telemetry.batch_durable(
+            written,
+            batch
+                .dead_letters()
+                .iter()
+                .chain(&refused)
+                .map(|letter| &letter.rejection),
+        );
+        debug!(
+            batch = id,
+            points = written,
+            dead_letters = batch.dead_letters().len() + refused.len(),
+            bytes = batch.line_bytes(),
+            "batch durable"
+        );
+    }
+
+    /// At shutdown: dispatches the buffered batch and waits for every batch in flight (each
+    /// gives up at the shutdown deadline, uncommitted).
+    async fn drain(&mut self) -> Result<(), RunError> {
+        self.dispatch();
+        while let Some(completed) = self.in_flight.next_completed().await {
+            match completed {
+                Ok(completed) if completed.outcome.is_err() => warn!(
+                    records = completed.batch.records(),
+                    "shutdown timeout reached before a batch was durable; it stays uncommitted and is re-read on restart"
+                ),
+                Ok(completed) => self.complete(completed),
+                Err(failed) => return Err(failed.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Stages {
     /// Decodes, maps and encodes one record into the batch; a rejected record is handled by
     /// the invalid-record policy. Under `fail` the rejection is returned and nothing of the
     /// record enters the batch, so its offset is never stored.
@@ -340,122 +450,28 @@ impl Pipeline {
             .map_err(|error| error.rejection())?;
         line_protocol::encode(&point, batch.line_buffer()).map_err(|error| error.rejection())
     }
+}
 
-    /// Makes the batch durable (lines in InfluxDB, dead letters acknowledged), then stores its offsets.
-    async fn flush(
-        &mut self,
-        batch: &mut Batch,
-        abandon: &CancellationToken,
-    ) -> Result<(), Abandoned> {
-        let started = Instant::now();
-        let mut held = Vec::new();
-        let outcome = {
-            let work = make_durable(&self.writer, &self.dead_letters, batch, abandon);
-            tokio::pin!(work);
-            let pause_at = tokio::time::sleep(PAUSE_AFTER);
-            tokio::pin!(pause_at);
-            let mut paused = false;
-            loop {
-                tokio::select! {
-                    biased;
-                    outcome = &mut work => break outcome,
-                    () = &mut pause_at, if !paused => {
-                        paused = true;
-                        pause_assignment(&self.consumer);
-                    }
-                    // Polling while paused keeps the group membership alive (heartbeats are
-                    // librdkafka's, but max.poll.interval.ms and rebalances need the application).
-                    received = self.consumer.recv(), if paused => match received {
-                        Ok(message) => {
-                            // A partition assigned after the pause: hold its record, pause it too.
-                            pause_partition(&self.consumer, message.topic(), message.partition());
-                            held.push(message.detach());
-                        }
-                        Err(error) => debug!(%error, "Kafka consumer error while paused"),
-                    },
-                }
-            }
-        };
-        if started.elapsed() >= PAUSE_AFTER {
-            resume_assignment(&self.consumer, started.elapsed());
-        }
-        self.held.extend(held);
-        let refused = outcome?;
-        source::store_durable(&self.consumer, batch.next_offsets());
-        let written = (batch.points() - refused.len()) as u64;
-        self.summary.written += written;
-        self.summary.dead_lettered += (batch.dead_letters().len() + refused.len()) as u64;
-        self.summary.batches += 1;
-        self.telemetry.batch_durable(
-            written,
-            batch
-                .dead_letters()
-                .iter()
-                .chain(&refused)
-                .map(|letter| &letter.rejection),
-        );
-        debug!(
-            points = written,
-            dead_letters = batch.dead_letters().len() + refused.len(),
-            bytes = batch.line_bytes(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "batch durable; offsets stored"
-        );
-        batch.clear();
-        Ok(())
+/// Logs the record that stops the sink under `dead_letter.policy = "fail"`.
+fn stop_on(invalid: InvalidRecord) -> InvalidRecord {
+    error!(
+        topic = invalid.topic,
+        partition = invalid.partition,
+        offset = invalid.offset,
+        rejection = %invalid.rejection,
+        "invalid record and dead_letter.policy = \"fail\": stopping; its offset is not committed"
+    );
+    invalid
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }
 
-/// Writes the batch's lines and delivers its dead letters (concurrently), then dead-letters the
-/// lines InfluxDB refused. Returns those refused lines' dead letters once everything is durable.
-async fn make_durable(
-    writer: &InfluxWriter,
-    dead_letters: &DeadLetterSink,
-    batch: &Batch,
-    abandon: &CancellationToken,
-) -> Result<Vec<DeadLetter>, Abandoned> {
-    let write = async {
-        if batch.points() == 0 {
-            return Ok(Vec::new());
-        }
-        writer
-            .write(batch.lines(), batch.line_ends(), abandon)
-            .await
-    };
-    let deliver = async {
-        if batch.dead_letters().is_empty() {
-            return Ok(());
-        }
-        dead_letters.deliver(batch.dead_letters(), abandon).await
-    };
-    let (written, delivered) = tokio::join!(write, deliver);
-    let (Ok(rejected_lines), Ok(())) = (written, delivered) else {
-        return Err(Abandoned);
-    };
-    // Lines InfluxDB refused become dead letters of the write stage, delivered before any offset
-    // of the batch is stored.
-    let refused: Vec<DeadLetter> = rejected_lines
-        .into_iter()
-        .filter_map(|line| {
-            let rejection = Rejection {
-                stage: Stage::Write,
-                reason: if line.too_large {
-                    "TooLarge"
-                } else {
-                    "InfluxDbRejected"
-                },
-                message: line.message,
-            };
-            batch.dead_letter_for_line(line.index, rejection)
-        })
-        .collect();
-    if !refused.is_empty() && dead_letters.deliver(&refused, abandon).await.is_err() {
-        return Err(Abandoned);
-    }
-    Ok(refused)
-}
-
-/// A flush taking longer than this pauses consumption until it completes.
+/// How long reading may wait for a free write slot before the partitions are paused.
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
 fn pause_assignment(consumer: &SourceConsumer) {
@@ -463,7 +479,7 @@ fn pause_assignment(consumer: &SourceConsumer) {
         Ok(assignment) if assignment.count() > 0 => match consumer.pause(&assignment) {
             Ok(()) => info!(
                 partitions = assignment.count(),
-                "write not durable yet: partitions paused until it is (the group membership stays alive)"
+                "writes not durable yet: partitions paused until a write slot is free (the group membership stays alive)"
             ),
             Err(error) => warn!(%error, "cannot pause partitions"),
         },
@@ -480,13 +496,12 @@ fn pause_partition(consumer: &SourceConsumer, topic: &str, partition: i32) {
     }
 }
 
-fn resume_assignment(consumer: &SourceConsumer, after: Duration) {
+fn resume_assignment(consumer: &SourceConsumer) {
     match consumer.assignment() {
         Ok(assignment) => match consumer.resume(&assignment) {
             Ok(()) => info!(
                 partitions = assignment.count(),
-                paused_ms = after.as_millis() as u64,
-                "write durable: partitions resumed"
+                "write slot free again: partitions resumed"
             ),
             Err(error) => warn!(%error, "cannot resume partitions"),
         },

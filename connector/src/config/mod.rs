@@ -658,6 +658,12 @@ fn build_influxdb(raw: &mut RawConfig, base_dir: &Path) -> Result<InfluxSettings
     if influx.timeout_ms == 0 {
         return Err(invalid("influxdb.timeout_ms", "must be at least 1"));
     }
+    if !(1..=64).contains(&influx.write_concurrency) {
+        return Err(invalid(
+            "influxdb.write_concurrency",
+            "must be between 1 and 64",
+        ));
+    }
     if influx.retry_initial_backoff_ms == 0 {
         return Err(invalid(
             "influxdb.retry_initial_backoff_ms",
@@ -676,6 +682,7 @@ fn build_influxdb(raw: &mut RawConfig, base_dir: &Path) -> Result<InfluxSettings
         auth,
         gzip: influx.gzip,
         timeout: Duration::from_millis(influx.timeout_ms),
+        write_concurrency: influx.write_concurrency,
         backoff: Backoff {
             initial: Duration::from_millis(influx.retry_initial_backoff_ms),
             max: Duration::from_millis(influx.retry_max_backoff_ms),

@@ -216,6 +216,9 @@ pub struct RawInfluxDb {
     /// Longest retry delay, in milliseconds.
     #[serde(default = "default_retry_max_ms", deserialize_with = "flexible")]
     pub retry_max_backoff_ms: u64,
+    /// Batches written at once (each a request in flight); offsets still commit in order.
+    #[serde(default = "default_write_concurrency", deserialize_with = "flexible")]
+    pub write_concurrency: usize,
 }
 
 /// `[batch]`
@@ -360,6 +363,9 @@ fn default_retry_initial_ms() -> u64 {
 }
 fn default_retry_max_ms() -> u64 {
     30_000
+}
+fn default_write_concurrency() -> usize {
+    2
 }
 fn default_max_records() -> usize {
     5_000

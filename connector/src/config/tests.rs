@@ -126,6 +126,10 @@ fn bad_values_are_named_with_the_fix() {
         ("[dead_letter]\ntopic = \"bad topic\"", "dead_letter.topic"),
         ("[metrics]\nlisten = \"nowhere\"", "metrics.listen"),
         ("[log]\nformat = \"xml\"", "log.format"),
+        (
+            "[influxdb]\nwrite_concurrency = 0",
+            "influxdb.write_concurrency: must be between 1 and 64",
+        ),
         ("[dead_letter]\npolicy = \"ignore\"", "dead_letter.policy"),
         (
             "[mapping.timestamp]\ncollisions = \"merge\"",

@@ -104,6 +104,8 @@ pub struct InfluxSettings {
     pub timeout: Duration,
     /// Retry delays.
     pub backoff: Backoff,
+    /// Batches written at once.
+    pub write_concurrency: usize,
 }
 
 /// Why a write stopped without succeeding.
