@@ -1,8 +1,16 @@
 //! Batches being made durable: at most `write_concurrency` at once, each written to InfluxDB and
 //! dead-lettered by its own task, and the watermark that turns their completions, in whatever
 //! order they arrive, into offsets that are safe to store.
+//!
+//! Each task stores the offsets its batch makes safe as soon as it is durable, rather than
+//! waiting for the main loop, because the main loop may be the very thread a rebalance callback
+//! is blocking: on revoke, the callback waits (bounded) in [`PartitionsInFlight::wait_idle`]
+//! for the revoked partitions' batches, so that what they made durable is committed before the
+//! partitions go to another member.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -10,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::{Batch, NextOffset};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::reject::{Rejection, Stage};
+use crate::source::{self, SourceConsumer};
 use crate::watermark::{BatchId, Watermarks};
 use crate::write::InfluxWriter;
 
@@ -33,10 +42,70 @@ pub struct Abandoned;
 #[error("a write task failed: {0}")]
 pub struct TaskFailed(#[from] tokio::task::JoinError);
 
+/// How many batches are in flight per partition, shared with the consumer's rebalance callback.
+#[derive(Debug, Default)]
+pub struct PartitionsInFlight {
+    counts: Mutex<HashMap<(String, i32), usize>>,
+    changed: Condvar,
+}
+
+impl PartitionsInFlight {
+    fn started(&self, partitions: &[NextOffset]) {
+        if let Ok(mut counts) = self.counts.lock() {
+            for next in partitions {
+                *counts
+                    .entry((next.topic.clone(), next.partition))
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    fn finished(&self, partitions: &[NextOffset]) {
+        if let Ok(mut counts) = self.counts.lock() {
+            for next in partitions {
+                let key = (next.topic.clone(), next.partition);
+                if let Some(count) = counts.get_mut(&key) {
+                    *count -= 1;
+                    if *count == 0 {
+                        counts.remove(&key);
+                    }
+                }
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// Blocks until none of `partitions` has a batch in flight, or `timeout` passes; returns
+    /// whether they are idle.
+    pub fn wait_idle(&self, partitions: &[(String, i32)], timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let Ok(mut counts) = self.counts.lock() else {
+            return false;
+        };
+        loop {
+            if !partitions
+                .iter()
+                .any(|partition| counts.contains_key(partition))
+            {
+                return true;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            counts = match self.changed.wait_timeout(counts, left) {
+                Ok((counts, _)) => counts,
+                Err(_) => return false,
+            };
+        }
+    }
+}
+
 /// The batches in flight and the watermark over them.
 pub struct InFlight {
     tasks: JoinSet<Completed>,
-    watermarks: Watermarks,
+    watermarks: Arc<Mutex<Watermarks>>,
+    partitions: Arc<PartitionsInFlight>,
+    consumer: Arc<SourceConsumer>,
     next_id: BatchId,
     limit: usize,
     writer: InfluxWriter,
@@ -45,16 +114,21 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    /// At most `limit` batches in flight; `abandon` ends their retries at shutdown.
+    /// At most `limit` batches in flight; `abandon` ends their retries at shutdown. Offsets are
+    /// stored on `consumer`; `partitions` is shared with its rebalance callback.
     pub fn new(
         limit: usize,
         writer: InfluxWriter,
         dead_letters: Arc<DeadLetterSink>,
         abandon: CancellationToken,
+        consumer: Arc<SourceConsumer>,
+        partitions: Arc<PartitionsInFlight>,
     ) -> Self {
         Self {
             tasks: JoinSet::new(),
-            watermarks: Watermarks::default(),
+            watermarks: Arc::default(),
+            partitions,
+            consumer,
             next_id: 0,
             limit: limit.max(1),
             writer,
@@ -82,14 +156,30 @@ impl InFlight {
     pub fn dispatch(&mut self, batch: Batch) {
         let id = self.next_id;
         self.next_id += 1;
-        self.watermarks.cut(id, batch.next_offsets());
+        if let Ok(mut watermarks) = self.watermarks.lock() {
+            watermarks.cut(id, batch.next_offsets());
+        }
+        self.partitions.started(batch.next_offsets());
         let (writer, dead_letters, abandon) = (
             self.writer.clone(),
             self.dead_letters.clone(),
             self.abandon.clone(),
         );
+        let (watermarks, partitions, consumer) = (
+            self.watermarks.clone(),
+            self.partitions.clone(),
+            self.consumer.clone(),
+        );
         self.tasks.spawn(async move {
             let outcome = make_durable(&writer, &dead_letters, &batch, &abandon).await;
+            if outcome.is_ok() {
+                // Under the lock, so stores happen in watermark order. A poisoned lock (a panic
+                // elsewhere) stores nothing: safe, the records are re-read.
+                if let Ok(mut watermarks) = watermarks.lock() {
+                    source::store_durable(&consumer, &watermarks.durable(id));
+                }
+            }
+            partitions.finished(batch.next_offsets());
             Completed { id, batch, outcome }
         });
     }
@@ -100,11 +190,6 @@ impl InFlight {
             .join_next()
             .await
             .map(|joined| joined.map_err(TaskFailed))
-    }
-
-    /// Records that batch `id` is durable; returns the offsets that became safe to store.
-    pub fn durable(&mut self, id: BatchId) -> Vec<NextOffset> {
-        self.watermarks.durable(id)
     }
 }
 
@@ -155,4 +240,40 @@ async fn make_durable(
         return Err(Abandoned);
     }
     Ok(refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn next(partition: i32) -> NextOffset {
+        NextOffset {
+            topic: "t".into(),
+            partition,
+            offset: 1,
+        }
+    }
+
+    #[test]
+    fn wait_idle_returns_when_the_revoked_partitions_finish_and_times_out_otherwise() {
+        let registry = Arc::new(PartitionsInFlight::default());
+        registry.started(&[next(0), next(1)]);
+        registry.started(&[next(1)]);
+        let revoked = vec![("t".to_owned(), 0)];
+        assert!(!registry.wait_idle(&revoked, Duration::from_millis(20)));
+        let finisher = {
+            let registry = registry.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                registry.finished(&[next(0), next(1)]);
+            })
+        };
+        assert!(registry.wait_idle(&revoked, Duration::from_secs(5)));
+        finisher.join().unwrap();
+        // Partition 1 still has a batch in flight.
+        assert!(!registry.wait_idle(&[("t".to_owned(), 1)], Duration::from_millis(20)));
+        registry.finished(&[next(1)]);
+        assert!(registry.wait_idle(&[("t".to_owned(), 1)], Duration::from_millis(20)));
+        assert!(registry.wait_idle(&[("other".to_owned(), 9)], Duration::ZERO));
+    }
 }

@@ -36,7 +36,7 @@ use crate::batch::{Batch, BatchPolicy};
 use crate::config::Config;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, InvalidRecordPolicy};
 use crate::decode::Decoder;
-use crate::inflight::{Completed, InFlight, TaskFailed};
+use crate::inflight::{Completed, InFlight, PartitionsInFlight, TaskFailed};
 use crate::line_protocol;
 use crate::map::{KafkaContext, Mapping};
 use crate::metrics::{self, Telemetry};
@@ -109,7 +109,7 @@ struct Stages {
 
 /// The stages, built from the configuration, and the state between them.
 struct Pipeline {
-    consumer: SourceConsumer,
+    consumer: Arc<SourceConsumer>,
     stages: Stages,
     policy: BatchPolicy,
     in_flight: InFlight,
@@ -139,7 +139,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         }
         None => None,
     };
-    let consumer = source::subscribe(&config.kafka, telemetry.clone())?;
+    let partitions_in_flight = Arc::new(PartitionsInFlight::default());
+    let consumer = Arc::new(source::subscribe(
+        &config.kafka,
+        telemetry.clone(),
+        partitions_in_flight.clone(),
+        config.shutdown_timeout.min(MAX_REVOKE_WAIT),
+    )?);
     let producer: FutureProducer = config.kafka.producer_config().create()?;
     let writer = InfluxWriter::new(&config.influxdb, telemetry.clone())?;
     let decoder = Decoder::new(config.schema.format, config.schema.json_schema.as_ref())
@@ -170,7 +176,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         config.influxdb.backoff,
     ));
     let mut pipeline = Pipeline {
-        consumer,
+        consumer: consumer.clone(),
         stages: Stages {
             decoder,
             mapping: config.mapping.clone(),
@@ -183,6 +189,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
             writer,
             dead_letters,
             abandon,
+            consumer.clone(),
+            partitions_in_flight,
         ),
         batch: Batch::default(),
         held: VecDeque::new(),
@@ -336,14 +344,13 @@ impl Pipeline {
         }
     }
 
-    /// Accounts for a finished batch and stores the offsets it made safe.
+    /// Accounts for a finished batch (its task already stored the offsets it made safe).
     fn complete(&mut self, completed: Completed) {
         let Completed { id, batch, outcome } = completed;
         let Ok(refused) = outcome else {
             // Abandoned at shutdown: its offsets, and any behind them, stay unstored.
             return;
         };
-        source::store_durable(&self.consumer, &self.in_flight.durable(id));
         let written = (batch.points() - refused.len()) as u64;
         self.summary.written += written;
         self.summary.dead_lettered += (batch.dead_letters().len() + refused.len()) as u64;
@@ -470,6 +477,11 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// Longest a revoke waits for the revoked partitions' writes: the rebalance callback blocks the
+/// polling thread meanwhile, so it must stay well below `max.poll.interval.ms` and not stall the
+/// group's rebalance for long while InfluxDB is down.
+const MAX_REVOKE_WAIT: Duration = Duration::from_secs(5);
 
 /// How long reading may wait for a free write slot before the partitions are paused.
 const PAUSE_AFTER: Duration = Duration::from_secs(1);

@@ -24,6 +24,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use crate::batch::NextOffset;
+use crate::inflight::PartitionsInFlight;
 use crate::metrics::Telemetry;
 
 /// Default cap on librdkafka's prefetch queue, in KiB (override with the property of that name).
@@ -110,6 +111,8 @@ impl KafkaSettings {
 #[derive(Debug)]
 pub struct SourceContext {
     telemetry: Arc<Telemetry>,
+    in_flight: Arc<PartitionsInFlight>,
+    revoke_wait: Duration,
 }
 
 impl ClientContext for SourceContext {}
@@ -118,7 +121,30 @@ impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(partitions) => {
-                info!(partitions = %describe(partitions), "partitions revoked; durable offsets are committed, the rest is re-read by the next owner")
+                // Let the revoked partitions' writes finish (bounded) so that what they make
+                // durable is stored and committed before another member takes over.
+                let revoked: Vec<(String, i32)> = partitions
+                    .elements()
+                    .iter()
+                    .map(|element| (element.topic().to_owned(), element.partition()))
+                    .collect();
+                let started = std::time::Instant::now();
+                let wait = || self.in_flight.wait_idle(&revoked, self.revoke_wait);
+                let idle = match tokio::runtime::Handle::try_current() {
+                    Ok(handle)
+                        if handle.runtime_flavor()
+                            == tokio::runtime::RuntimeFlavor::MultiThread =>
+                    {
+                        tokio::task::block_in_place(wait)
+                    }
+                    _ => wait(),
+                };
+                info!(
+                    partitions = %describe(partitions),
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    writes_finished = idle,
+                    "partitions revoked; durable offsets are committed, the rest is re-read by the next owner"
+                )
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(error) => warn!(%error, "rebalance failed"),
@@ -162,13 +188,23 @@ fn describe(partitions: &TopicPartitionList) -> String {
 pub type SourceConsumer = StreamConsumer<SourceContext>;
 
 /// Creates the consumer and subscribes it to the configured topics.
+///
+/// On revoke, the rebalance callback waits up to `revoke_wait` for the revoked partitions'
+/// batches in flight (see [`PartitionsInFlight`]).
 pub fn subscribe(
     settings: &KafkaSettings,
     telemetry: Arc<Telemetry>,
+    in_flight: Arc<PartitionsInFlight>,
+    revoke_wait: Duration,
 ) -> KafkaResult<SourceConsumer> {
-    let consumer: SourceConsumer = settings
-        .consumer_config()
-        .create_with_context(SourceContext { telemetry })?;
+    let consumer: SourceConsumer =
+        settings
+            .consumer_config()
+            .create_with_context(SourceContext {
+                telemetry,
+                in_flight,
+                revoke_wait,
+            })?;
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     Ok(consumer)
