@@ -5,12 +5,13 @@
 //! acknowledged it; a dead-letter topic that cannot be written blocks the sink (retrying)
 //! instead of skipping the record.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::reject::Rejection;
 use crate::write::Backoff;
@@ -163,6 +164,8 @@ pub struct DeadLetterSink {
     producer: FutureProducer,
     topic_template: String,
     backoff: Backoff,
+    /// Whether the last delivery round failed, so an outage is logged once.
+    failing: AtomicBool,
 }
 
 impl DeadLetterSink {
@@ -172,11 +175,13 @@ impl DeadLetterSink {
             producer,
             topic_template,
             backoff,
+            failing: AtomicBool::new(false),
         }
     }
 
     /// Delivers every letter, retrying failed ones until the broker acknowledges them or
-    /// `stop` is cancelled.
+    /// `stop` is cancelled. Every wait races `stop`, so a dead-letter topic that cannot be
+    /// written never holds a shutdown past its deadline.
     pub async fn deliver(
         &self,
         letters: &[DeadLetter],
@@ -185,6 +190,9 @@ impl DeadLetterSink {
         let mut pending: Vec<&DeadLetter> = letters.iter().collect();
         let mut attempt = 0u32;
         while !pending.is_empty() {
+            if stop.is_cancelled() {
+                return Err(DeadLetterError::Cancelled);
+            }
             attempt += 1;
             let mut in_flight = Vec::with_capacity(pending.len());
             for letter in pending {
@@ -208,12 +216,16 @@ impl DeadLetterSink {
                 in_flight.push((letter, topic, delivery));
             }
             let mut failed = Vec::new();
+            let mut first_error = None;
             for (letter, topic, delivery) in in_flight {
                 let outcome = match delivery {
-                    Ok(future) => match future.await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err((error, _))) => Err(error.to_string()),
-                        Err(_) => Err("producer dropped the delivery".to_owned()),
+                    Ok(future) => tokio::select! {
+                        () = stop.cancelled() => return Err(DeadLetterError::Cancelled),
+                        delivered = future => match delivered {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((error, _))) => Err(error.to_string()),
+                            Err(_) => Err("producer dropped the delivery".to_owned()),
+                        },
                     },
                     Err(error) => Err(error.to_string()),
                 };
@@ -225,26 +237,33 @@ impl DeadLetterSink {
                         "dead letter acknowledged"
                     ),
                     Err(error) => {
-                        if failed.is_empty() {
-                            warn!(
-                                topic,
-                                error,
-                                attempt,
-                                "dead-letter topic cannot be written; the affected offsets stay uncommitted and delivery is retried"
-                            );
-                        }
+                        first_error.get_or_insert((topic, error));
                         failed.push(letter);
                     }
                 }
             }
             pending = failed;
-            if !pending.is_empty() {
+            if let Some((topic, error)) = first_error {
                 let wait = self.backoff.delay(attempt).max(Duration::from_millis(100));
+                // One line per outage, not per round.
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    warn!(
+                        topic,
+                        error,
+                        undelivered = pending.len(),
+                        "dead-letter topic cannot be written; the affected offsets stay uncommitted and delivery is retried"
+                    );
+                } else {
+                    debug!(topic, error, attempt, "dead-letter delivery retry");
+                }
                 tokio::select! {
                     () = stop.cancelled() => return Err(DeadLetterError::Cancelled),
                     () = tokio::time::sleep(wait) => {}
                 }
             }
+        }
+        if self.failing.swap(false, Ordering::Relaxed) {
+            info!("dead-letter topic writable again");
         }
         Ok(())
     }

@@ -146,7 +146,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         partitions_in_flight.clone(),
         config.shutdown_timeout.min(MAX_REVOKE_WAIT),
     )?);
-    let producer: FutureProducer = config.kafka.producer_config().create()?;
+    let producer: FutureProducer = config.kafka.dead_letter_producer_config().create()?;
     let writer = InfluxWriter::new(&config.influxdb, telemetry.clone())?;
     let decoder = Decoder::new(config.schema.format, config.schema.json_schema.as_ref())
         .map_err(RunError::Schema)?;

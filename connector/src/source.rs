@@ -81,7 +81,19 @@ impl KafkaSettings {
         config
     }
 
-    /// Producer configuration for dead letters: every replica acknowledges before a dead letter
+    /// Producer configuration for dead letters: as [`KafkaSettings::producer_config`], and a
+    /// missing dead-letter topic is never auto-created (a typo would otherwise create a topic
+    /// nobody watches); the sink blocks until the topic exists. The pass-through property
+    /// `allow.auto.create.topics` overrides this.
+    pub fn dead_letter_producer_config(&self) -> ClientConfig {
+        let mut config = self.producer_config();
+        if !self.properties.contains_key("allow.auto.create.topics") {
+            config.set("allow.auto.create.topics", "false");
+        }
+        config
+    }
+
+    /// Producer configuration (dead letters, simulator): every replica acknowledges before a dead letter
     /// counts as delivered.
     pub fn producer_config(&self) -> ClientConfig {
         let mut config = self.client_config();
@@ -292,5 +304,12 @@ mod tests {
         assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(config.get("session.timeout.ms"), None);
         assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("allow.auto.create.topics"), None);
+        assert_eq!(
+            settings()
+                .dead_letter_producer_config()
+                .get("allow.auto.create.topics"),
+            Some("false")
+        );
     }
 }
