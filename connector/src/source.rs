@@ -30,6 +30,9 @@ use crate::metrics::Telemetry;
 /// Default cap on librdkafka's prefetch queue, in KiB (override with the property of that name).
 pub const DEFAULT_PREFETCH_KBYTES: &str = "16384";
 
+/// Default `message.max.bytes` of the dead-letter producer: 64 MiB.
+pub const DEAD_LETTER_MAX_BYTES: &str = "67108864";
+
 /// The validated `[kafka]` settings.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
@@ -83,12 +86,17 @@ impl KafkaSettings {
 
     /// Producer configuration for dead letters: as [`KafkaSettings::producer_config`], and a
     /// missing dead-letter topic is never auto-created (a typo would otherwise create a topic
-    /// nobody watches); the sink blocks until the topic exists. The pass-through property
-    /// `allow.auto.create.topics` overrides this.
+    /// nobody watches; the sink blocks until the topic exists), and records up to 64 MiB can be
+    /// dead-lettered. Pass-through properties of the same names override both.
     pub fn dead_letter_producer_config(&self) -> ClientConfig {
         let mut config = self.producer_config();
         if !self.properties.contains_key("allow.auto.create.topics") {
             config.set("allow.auto.create.topics", "false");
+        }
+        if !self.properties.contains_key("message.max.bytes") {
+            // A record the consumer could read must not be too large to dead-letter (librdkafka's
+            // producer default is ~1 MB); the broker's own limit still applies.
+            config.set("message.max.bytes", DEAD_LETTER_MAX_BYTES);
         }
         config
     }

@@ -23,11 +23,11 @@ Scenarios:
      and refuses "poison" lines with the documented 400 bodies: those records must be
      dead-lettered (stage `write`, reason `InfluxDbRejected`, the server's message), the rest
      written.
-  2. 100,000 records, the sink SIGKILLed three times at random moments (when InfluxDB holds a random
+  2. 200,000 records, the sink SIGKILLed three times at random moments (when InfluxDB holds a random
      share of the points) and restarted; the final run drains: exactly one point per valid record.
      After each kill, while nothing runs, every record below a committed offset must already be a
      point or a dead letter.
-  3. A private influxd (own config, data dir and ports) stopped for ~20 s mid-run while records keep
+  3. A private influxd (own config, data dir and ports) stopped for ~30 s mid-run while records keep
      arriving (a steady producer, plus a burst of 150,000 records during the outage): the sink stays
      alive (/healthz 200) and under 300 MiB RSS, commits nothing it has not written (committed
      offsets freeze, stay below the end offsets, and every committed record is found in InfluxDB's
@@ -558,10 +558,10 @@ def test_influx3_and_influx2_line_rejections_are_dead_lettered_by_line_number(ap
 
 # --- scenario 2: SIGKILL ------------------------------------------------------------------------------
 
-KILL_POINTS, KILL_INVALID, KILLS = 99_900, 100, 3
+KILL_POINTS, KILL_INVALID, KILLS = 199_800, 200, 3
 
 
-def test_sigkill_three_times_during_100k_records_lands_every_record_once(kafka, influx, influx_db, make_sink):
+def test_sigkill_three_times_during_200k_records_lands_every_record_once(kafka, influx, influx_db, make_sink):
     rng = random.Random()
     seed = rng.randrange(1 << 30)
     rng.seed(seed)
@@ -704,11 +704,11 @@ def rss_mib(pid: int) -> float:
     raise AssertionError(f"no VmRSS for pid {pid}")
 
 
-OUTAGE_S, OUTAGE_RATE, OUTAGE_RECORDS, OUTAGE_BURST = 20.0, 1500, 45_000, 150_000
+OUTAGE_S, OUTAGE_RATE, OUTAGE_RECORDS, OUTAGE_BURST = 30.0, 1500, 60_000, 150_000
 RSS_LIMIT_MIB = 300
 
 
-def test_influx_stopped_for_20s_mid_run(kafka, make_sink, private_influx):
+def test_influx_stopped_for_30s_mid_run(kafka, make_sink, private_influx):
     influx = Influx(private_influx.url)
     db = "faults_outage"
     influx.create_database(db)
