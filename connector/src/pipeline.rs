@@ -170,6 +170,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
             abandon.cancel();
         })
     };
+    let writer_state = writer.clone();
     let dead_letters = Arc::new(DeadLetterSink::new(
         producer,
         config.dead_letter.topic_template.clone(),
@@ -188,7 +189,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
             config.influxdb.write_concurrency,
             writer,
             dead_letters,
-            abandon,
+            abandon.clone(),
             consumer.clone(),
             partitions_in_flight,
         ),
@@ -198,8 +199,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         telemetry,
     };
     let outcome = pipeline.consume(&shutdown).await;
-    // Whatever ended consuming, the drain gets the same bounded grace period.
+    // Whatever ended consuming, the drain gets the same bounded grace period; after a give-up
+    // there is nothing to wait for.
     shutdown.cancel();
+    if writer_state.gave_up() {
+        abandon.cancel();
+    }
 
     info!(
         buffered_records = pipeline.batch.records(),

@@ -929,3 +929,45 @@ def test_sigterm_with_unwritable_dead_letter_topic_exits_within_shutdown_timeout
     result = check_outcome(kafka, influx, db=db, topic=topic, group=group, dlq=dlq, records=records,
                            letters=sink_letters(records), seed=13)
     summary("sigterm-missing-dlq", exit_s=round(took, 2), **{k: v for k, v in result.items() if k != "committed"})
+
+
+# --- a configured give-up ------------------------------------------------------------------------
+
+def test_give_up_after_stops_and_stays_unready_without_skipping(kafka, influx, influx_db, make_sink, proxy_data):
+    """influxdb.give_up_after_ms turns a long outage into "stop and stay unready", never into
+    skipping: retries stop, /readyz says why and stays 503 even after InfluxDB recovers, nothing
+    is committed; a restarted sink then writes everything."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with FaultProxy(INFLUX_URL) as proxy:
+        proxy.refuse(500, '{"error":"engine: cache maximum memory size exceeded"}')
+        run = proxy_run(kafka, influx_db, proxy_data, "give-up", proxy)
+        overrides = proxy_overrides(run, proxy_data, {
+            "KIS_INFLUXDB__GIVE_UP_AFTER_MS": "2000",
+            "KIS_METRICS__ENABLED": "true",
+            "KIS_METRICS__LISTEN": f"127.0.0.1:{port}",
+        })
+        with make_sink(overrides, name="give-up") as sink:
+            def gave_up() -> bool:
+                try:
+                    response = requests.get(f"{base}/readyz", timeout=2)
+                except requests.RequestException:
+                    return False
+                return response.status_code == 503 and "gave up" in response.text
+
+            wait_until(gave_up, 60, "/readyz to report the give-up", [sink])
+            requests_at_give_up = len(proxy.writes())
+            proxy.restore()  # InfluxDB is fine again, but the sink gave up: it stays stopped
+            time.sleep(3)
+            assert len(proxy.writes()) <= requests_at_give_up + 2, "the sink kept writing after giving up"
+            assert gave_up(), "the sink must stay unready after giving up"
+            assert requests.get(f"{base}/healthz", timeout=2).status_code == 200
+            committed = committed_offsets(kafka, run.group, proxy_data.topic)
+            assert all(v is None for v in committed.values()), f"committed after giving up: {committed}"
+        assert "gave up after 2 s" in sink.log_text()
+        # A restart (what an operator does) writes everything.
+        restarted = make_sink(proxy_overrides(run, proxy_data), name="give-up-restart")
+        with restarted:
+            wait_for_commits(kafka, run.group, proxy_data.topic, ends_of(proxy_data.records), restarted, timeout=90)
+    check_outcome(kafka, influx, db=run.db, topic=proxy_data.topic, group=run.group, dlq=run.dlq,
+                  records=proxy_data.records, letters=sink_letters(proxy_data.records), seed=9)

@@ -683,6 +683,8 @@ fn build_influxdb(raw: &mut RawConfig, base_dir: &Path) -> Result<InfluxSettings
         gzip: influx.gzip,
         timeout: Duration::from_millis(influx.timeout_ms),
         write_concurrency: influx.write_concurrency,
+        give_up_after: (influx.give_up_after_ms > 0)
+            .then(|| Duration::from_millis(influx.give_up_after_ms)),
         backoff: Backoff {
             initial: Duration::from_millis(influx.retry_initial_backoff_ms),
             max: Duration::from_millis(influx.retry_max_backoff_ms),

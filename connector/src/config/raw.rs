@@ -216,6 +216,10 @@ pub struct RawInfluxDb {
     /// Longest retry delay, in milliseconds.
     #[serde(default = "default_retry_max_ms", deserialize_with = "flexible")]
     pub retry_max_backoff_ms: u64,
+    /// Give up on a write that has failed for this long, in milliseconds: the sink then stops
+    /// consuming and stays unready until restarted (0: never give up, the default).
+    #[serde(default, deserialize_with = "flexible")]
+    pub give_up_after_ms: u64,
     /// Batches written at once (each a request in flight); offsets still commit in order.
     #[serde(default = "default_write_concurrency", deserialize_with = "flexible")]
     pub write_concurrency: usize,

@@ -106,6 +106,8 @@ pub struct InfluxSettings {
     pub backoff: Backoff,
     /// Batches written at once.
     pub write_concurrency: usize,
+    /// Give up on a write failing for this long (stop and stay unready); `None`: never.
+    pub give_up_after: Option<Duration>,
 }
 
 /// Why a write stopped without succeeding.
@@ -142,8 +144,11 @@ pub struct InfluxWriter {
     auth: InfluxAuth,
     gzip: bool,
     backoff: Backoff,
+    give_up_after: Option<Duration>,
     /// Whether the previous write needed retries, so recovery is logged once.
     failing: Arc<AtomicBool>,
+    /// Set once `give_up_after` passed: the sink stays unready whatever later writes do.
+    gave_up: Arc<AtomicBool>,
     telemetry: Arc<Telemetry>,
 }
 
@@ -162,9 +167,16 @@ impl InfluxWriter {
             auth: settings.auth.clone(),
             gzip: settings.gzip,
             backoff: settings.backoff,
+            give_up_after: settings.give_up_after,
             failing: Default::default(),
+            gave_up: Default::default(),
             telemetry,
         })
+    }
+
+    /// Whether a write gave up (`give_up_after_ms`): nothing in flight will finish on its own.
+    pub fn gave_up(&self) -> bool {
+        self.gave_up.load(Ordering::Relaxed)
     }
 
     /// The write URL (contains no secret: credentials travel in headers).
@@ -206,8 +218,12 @@ impl InfluxWriter {
         // `Bytes` clones share one buffer, so retries do not copy the body.
         let body = bytes::Bytes::from(body);
         let mut attempt = 0u32;
+        let started = std::time::Instant::now();
         loop {
             attempt += 1;
+            if attempt > 1 {
+                self.give_up_if_due(started, stop).await?;
+            }
             let verdict = match self.attempt(body.clone()).await {
                 Disposition::Written => Verdict::Written,
                 Disposition::Rejected { message, lines } => Verdict::Rejected { message, lines },
@@ -232,12 +248,38 @@ impl InfluxWriter {
                 }
             };
             // InfluxDB answered about the lines themselves: it is reachable and accepts us.
-            if self.failing.swap(false, Ordering::Relaxed) {
+            if self.failing.swap(false, Ordering::Relaxed) && !self.gave_up.load(Ordering::Relaxed)
+            {
                 self.telemetry.set_influx_refusal(None);
                 info!(endpoint = %self.endpoint, attempts = attempt, "InfluxDB accepts writes again");
             }
             return Ok(verdict);
         }
+    }
+
+    /// With `give_up_after_ms` set and passed: stop retrying and stay unready until the sink
+    /// stops. Nothing is skipped: the batch stays uncommitted and is re-read after a restart.
+    async fn give_up_if_due(
+        &self,
+        started: std::time::Instant,
+        stop: &CancellationToken,
+    ) -> Result<(), WriteError> {
+        let Some(limit) = self.give_up_after else {
+            return Ok(());
+        };
+        if started.elapsed() < limit {
+            return Ok(());
+        }
+        let reason = format!(
+            "gave up after {} s of failed writes (influxdb.give_up_after_ms); restart the sink once InfluxDB is fixed",
+            limit.as_secs()
+        );
+        if !self.gave_up.swap(true, Ordering::Relaxed) {
+            error!(endpoint = %self.endpoint, "{reason}; consuming has stopped and nothing more is committed");
+        }
+        self.telemetry.set_influx_refusal(Some(reason));
+        stop.cancelled().await;
+        Err(WriteError::Cancelled)
     }
 
     async fn pause(&self, wait: Duration, stop: &CancellationToken) -> Result<(), WriteError> {
