@@ -138,7 +138,7 @@ pub struct SourceContext {
 impl ClientContext for SourceContext {}
 
 impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(partitions) => {
                 // Let the revoked partitions' writes finish (bounded) so that what they make
@@ -159,10 +159,20 @@ impl ConsumerContext for SourceContext {
                     }
                     _ => wait(),
                 };
+                // Commit what is durable before the partitions move, synchronously, so the next
+                // owner starts exactly after it.
+                let committed = match consumer.commit_consumer_state(CommitMode::Sync) {
+                    Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => true,
+                    Err(error) => {
+                        warn!(%error, "commit on revoke failed; the next owner re-reads from the last committed offset");
+                        false
+                    }
+                };
                 info!(
                     partitions = %describe(partitions),
                     waited_ms = started.elapsed().as_millis() as u64,
                     writes_finished = idle,
+                    committed,
                     "partitions revoked; durable offsets are committed, the rest is re-read by the next owner"
                 )
             }

@@ -41,6 +41,9 @@ Each valid record is its own point: keys are uuid4 (records spread over every pa
 each of the generators carries its own strictly increasing timestamps, passed explicitly to the
 producer (the sink writes the Kafka timestamp), so (generatorID, time) is unique per record.
 
+It runs twice: with librdkafka's default (eager) assignment strategies and with
+`cooperative-sticky`, where partitions move incrementally.
+
 A summary line `REBALANCE-SUMMARY {json}` is printed (run pytest with -s to see it).
 """
 
@@ -56,6 +59,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+import pytest
 from confluent_kafka import Producer
 
 from conftest import (
@@ -473,7 +477,9 @@ class Scenario:
             s.assert_alive()
 
 
+@pytest.mark.parametrize("strategy", ["default", "cooperative-sticky"])
 def test_rebalances_and_crashes_lose_nothing_and_commit_only_durable_records(
+        strategy,
         kafka, influx, influx_db, make_sink, record_property):
     began = time.monotonic()
     rng = random.Random(SEED)
@@ -491,8 +497,10 @@ def test_rebalances_and_crashes_lose_nothing_and_commit_only_durable_records(
     assert len(invalid) == N_INVALID
     assert len({(r.generator, r.timestamp_ms) for r in valid}) == len(valid), "two valid records share a point"
 
-    overrides = sink_overrides(topic=topic, group=group, database=database,
-                               extra={"KIS_LOG__LEVEL": LOG_LEVEL})
+    extra = {"KIS_LOG__LEVEL": LOG_LEVEL}
+    if strategy != "default":
+        extra["KIS_KAFKA__PROPERTIES__PARTITION_ASSIGNMENT_STRATEGY"] = strategy
+    overrides = sink_overrides(topic=topic, group=group, database=database, extra=extra)
     producer = BackgroundProducer(kafka, topic, records, PRODUCE_SECONDS)
     scenario = Scenario(make_sink, overrides)
     monitor = Monitor(kafka, group, topic, dlq, influx, database, scenario.start)
