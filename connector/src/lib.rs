@@ -27,11 +27,19 @@
 //!
 //! # Delivery guarantee
 //! At-least-once with idempotent effect. An offset is committed only after every record before
-//! it in its partition was acknowledged by InfluxDB (2xx) or by the dead-letter topic. A crash
-//! re-reads the uncommitted records; they map to the same measurement, tags and timestamp, so
-//! InfluxDB overwrites the points instead of duplicating them. Precondition: the mapping is
-//! deterministic (it is: no clock is read) and two different records never share measurement,
-//! tag set and timestamp (a later one overwrites the earlier point).
+//! it in its partition was acknowledged by InfluxDB (2xx) or by the dead-letter topic. Batches
+//! are written concurrently (`influxdb.write_concurrency`) and finish in any order; the
+//! [`watermark`] stores a partition's offset only up to the longest prefix of its batches that
+//! are all durable. A crash re-reads the uncommitted records; they map to the same measurement,
+//! tags and timestamp, so InfluxDB overwrites the points instead of duplicating them.
+//! Preconditions: the mapping is deterministic (it is: no clock is read), and two different
+//! records never share measurement, tag set and timestamp, or the later one overwrites the
+//! earlier point (`mapping.timestamp.collisions = "keep"` tells them apart).
+//!
+//! Nothing is ever skipped silently: a record the sink cannot read goes to the dead-letter
+//! topic (or stops the sink, or is counted as skipped, as `dead_letter.policy` says), a record
+//! InfluxDB refuses goes to the dead-letter topic, and everything else is retried until it is
+//! durable or the sink stops (and, with `influxdb.give_up_after_ms`, stays unready).
 
 pub mod batch;
 pub mod config;
