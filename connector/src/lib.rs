@@ -17,7 +17,7 @@
 //! - [`map`]: a decoded record → [`line_protocol::Point`].
 //! - [`line_protocol`]: a point → one escaped line.
 //! - [`batch`]: lines, dead letters and the offsets they make committable; the flush policy.
-//! - [`write`]: the InfluxDB v1/v2/v3 HTTP writer and its response policy.
+//! - [`write`](mod@write): the InfluxDB v1/v2/v3 HTTP writer and its response policy.
 //! - [`dead_letter`]: the dead-letter producer and its Kafka Connect-style headers.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`inflight`]: batches being written (up to `write_concurrency` at once).
