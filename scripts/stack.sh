@@ -175,10 +175,10 @@ except Exception:
 PY
 }
 
-wait_ready() { # name, check function, log file, binary pattern of the pid check
-    local name=$1 check=$2 logf=$3 pat=$4 deadline=$((SECONDS + TIMEOUT))
+wait_ready() { # name, check function, log file
+    local name=$1 check=$2 logf=$3 deadline=$((SECONDS + TIMEOUT))
     while ! "$check"; do
-        if ! live_pid "$name" "$pat" >/dev/null; then
+        if ! pid_alive "$name"; then
             log "$name exited during start-up; last lines of $logf:"
             tail -n 40 "$logf" >&2 || true
             exit 1
@@ -193,12 +193,31 @@ wait_ready() { # name, check function, log file, binary pattern of the pid check
 }
 
 spawn() { # name, log file, command...
-    local name=$1 logf=$2
+    local name=$1 logf=$2 pidf i
     shift 2
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     : >"$logf"
-    setsid nohup "$@" >>"$logf" 2>&1 </dev/null &
-    echo $! >"$(pid_file "$name")"
+    pidf=$(pid_file "$name")
+    rm -f "$pidf"
+    # The service writes its own pid just before it execs: `$!` is not it when setsid forks
+    # (it does when its caller leads a process group, e.g. under job control).
+    # shellcheck disable=SC2016  # $$ and $0 expand in the child shell
+    setsid nohup sh -c 'echo $$ >"$0"; exec "$@"' "$pidf" "$@" >>"$logf" 2>&1 </dev/null &
+    for ((i = 0; i < 100; i++)); do
+        [[ -s $pidf ]] && return 0
+        sleep 0.05
+    done
+    die "$name did not start (no pid file after 5 s); see $logf"
+}
+
+# Whether the process recorded for `name` still exists (no command-line check: while it is
+# still exec'ing through setsid/nohup/env its command line can briefly read empty).
+pid_alive() {
+    local f pid
+    f=$(pid_file "$1")
+    [[ -f $f ]] || return 1
+    pid=$(<"$f")
+    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
 }
 
 # --- Tansu -------------------------------------------------------------------------------------
@@ -222,7 +241,7 @@ start_tansu() {
         --listener-url "$url" \
         --advertised-listener-url "$url" \
         --storage-engine memory://tansu/
-    wait_ready tansu kafka_ready "$LOG_DIR/tansu.log" "$TANSU_BIN"
+    wait_ready tansu kafka_ready "$LOG_DIR/tansu.log"
     log "tansu ready on $HOST:$KAFKA_PORT (pid $(live_pid tansu "$TANSU_BIN"), log $LOG_DIR/tansu.log)"
 }
 
@@ -315,7 +334,7 @@ start_influx() {
     done
     write_influx_config
     spawn influxd "$LOG_DIR/influxd.log" "$influxd_bin" run -config "$INFLUX_CONF"
-    wait_ready influxd influx_ready "$LOG_DIR/influxd.log" influxd
+    wait_ready influxd influx_ready "$LOG_DIR/influxd.log"
     log "influxd ready on $HOST:$INFLUX_PORT (pid $(live_pid influxd influxd), log $LOG_DIR/influxd.log)"
 }
 
