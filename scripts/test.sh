@@ -38,7 +38,8 @@ if ! scripts/stack.sh status >/dev/null 2>&1; then
 fi
 scripts/stack.sh start
 if $started_stack; then
-    trap 'scripts/stack.sh stop || true' EXIT
+    # Quietly, so that the test runner's summary stays the last line of the output.
+    trap 'scripts/stack.sh stop >/dev/null 2>&1 || true' EXIT
 fi
 
 step "end-to-end suites"
