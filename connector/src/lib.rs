@@ -51,6 +51,7 @@ pub mod logging;
 pub mod map;
 pub mod metrics;
 pub mod pipeline;
+pub mod registry;
 pub mod reject;
 pub mod secret;
 pub mod simulate;
