@@ -349,3 +349,193 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+
+    use super::*;
+
+    const AVRO_WITH_REFERENCE: &str = r#"{"type": "record", "name": "G", "fields": [
+        {"name": "id", "type": "string"}, {"name": "at", "type": "geo.Location"}]}"#;
+    const LOCATION: &str = r#"{"type": "record", "name": "Location", "namespace": "geo",
+        "fields": [{"name": "lat", "type": "double"}]}"#;
+
+    #[derive(Clone, Default)]
+    struct Stand {
+        requests: Arc<AtomicUsize>,
+        /// Requests answered 503 before the registry "comes back".
+        unavailable_for: Arc<AtomicUsize>,
+    }
+
+    async fn by_id(
+        State(stand): State<Stand>,
+        Path(id): Path<u32>,
+        headers: HeaderMap,
+    ) -> (StatusCode, String) {
+        stand.requests.fetch_add(1, Ordering::SeqCst);
+        if stand
+            .unavailable_for
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return (StatusCode::SERVICE_UNAVAILABLE, "down".into());
+        }
+        // "sink:pw" in base64.
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Basic c2luazpwdw==")
+        {
+            return (StatusCode::UNAUTHORIZED, r#"{"error_code": 401}"#.into());
+        }
+        let body = match id {
+            1 => serde_json::json!({"schema": "{\"type\": \"object\"}", "schemaType": "JSON"}),
+            2 => serde_json::json!({"schema": AVRO_WITH_REFERENCE, "references": [
+                {"name": "geo.Location", "subject": "location-value", "version": 1}]}),
+            3 => serde_json::json!({"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}),
+            _ => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    r#"{"error_code": 40403, "message": "Schema not found"}"#.into(),
+                );
+            }
+        };
+        (StatusCode::OK, body.to_string())
+    }
+
+    async fn subject_version(
+        Path((subject, version)): Path<(String, String)>,
+    ) -> (StatusCode, String) {
+        if subject == "location-value" && version == "1" {
+            (
+                StatusCode::OK,
+                serde_json::json!({"schema": LOCATION}).to_string(),
+            )
+        } else {
+            (StatusCode::NOT_FOUND, "{}".into())
+        }
+    }
+
+    async fn start(stand: Stand) -> Url {
+        let app = Router::new()
+            .route("/schemas/ids/{id}", get(by_id))
+            .route(
+                "/subjects/{subject}/versions/{version}",
+                get(subject_version),
+            )
+            .with_state(stand);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Url::parse(&format!("http://{address}/")).unwrap()
+    }
+
+    fn client(url: Url, password: &str, telemetry: Arc<Telemetry>) -> RegistryClient {
+        RegistryClient::new(
+            RegistrySettings {
+                url,
+                auth: RegistryAuth::Basic {
+                    username: "sink".into(),
+                    password: Secret::new(password),
+                },
+                ca_pem: None,
+                timeout: Duration::from_secs(5),
+                backoff: Backoff {
+                    initial: Duration::from_millis(5),
+                    max: Duration::from_millis(20),
+                },
+                not_found_ttl: Duration::from_secs(60),
+            },
+            telemetry,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn fetches_json_and_avro_with_references() {
+        let stand = Stand::default();
+        let client = client(start(stand.clone()).await, "pw", Arc::new(Telemetry::new()));
+        let stop = CancellationToken::new();
+        let json = client.resolve(SchemaKey::Id(1), None, &stop).await;
+        assert!(
+            matches!(json, Some(CachedSchema::Ready(RegistrySchema::Json(_)))),
+            "{json:?}"
+        );
+        let avro = client.resolve(SchemaKey::Id(2), None, &stop).await;
+        assert!(
+            matches!(avro, Some(CachedSchema::Ready(RegistrySchema::Avro(_)))),
+            "{avro:?}"
+        );
+        let protobuf = client.resolve(SchemaKey::Id(3), None, &stop).await;
+        assert!(
+            matches!(&protobuf, Some(CachedSchema::Unusable(message)) if message.contains("PROTOBUF")),
+            "{protobuf:?}"
+        );
+        let unknown = client.resolve(SchemaKey::Id(99), None, &stop).await;
+        assert!(
+            matches!(unknown, Some(CachedSchema::NotFound { .. })),
+            "{unknown:?}"
+        );
+        assert_eq!(stand.requests.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_registry_is_retried_until_it_answers() {
+        let stand = Stand::default();
+        stand.unavailable_for.store(3, Ordering::SeqCst);
+        let telemetry = Arc::new(Telemetry::new());
+        let client = client(start(stand.clone()).await, "pw", telemetry.clone());
+        let resolved = client
+            .resolve(SchemaKey::Id(1), None, &CancellationToken::new())
+            .await;
+        assert!(matches!(resolved, Some(CachedSchema::Ready(_))));
+        assert_eq!(stand.requests.load(Ordering::SeqCst), 4);
+        let metrics = telemetry.render();
+        assert!(
+            metrics.contains("kis_schema_registry_requests_total{outcome=\"error\"} 3"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("kis_schema_registry_requests_total{outcome=\"ok\"} 1"),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_make_the_sink_unready_and_keep_waiting() {
+        let telemetry = Arc::new(Telemetry::new());
+        telemetry.set_joined();
+        let client = client(start(Stand::default()).await, "wrong", telemetry.clone());
+        let stop = CancellationToken::new();
+        let waiting = tokio::spawn({
+            let stop = stop.clone();
+            async move { client.resolve(SchemaKey::Id(1), None, &stop).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let why = telemetry.readiness().unwrap_err();
+        assert!(
+            why.contains("Schema Registry") && why.contains("401"),
+            "{why}"
+        );
+        assert!(!why.contains("wrong"), "{why}");
+        stop.cancel();
+        assert!(waiting.await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_registry_is_waited_for_not_dead_lettered() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        drop(listener);
+        let client = client(url, "pw", Arc::new(Telemetry::new()));
+        let outcome = tokio::time::timeout(
+            Duration::from_millis(300),
+            client.resolve(SchemaKey::Id(1), None, &CancellationToken::new()),
+        )
+        .await;
+        assert!(outcome.is_err(), "still waiting, not answered: {outcome:?}");
+    }
+}

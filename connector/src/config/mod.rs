@@ -986,4 +986,6 @@ fn build_log(raw: &RawConfig) -> Result<LogSettings, ConfigError> {
 }
 
 #[cfg(test)]
+mod schema_tests;
+#[cfg(test)]
 mod tests;
