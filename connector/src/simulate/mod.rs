@@ -8,6 +8,8 @@
 //! Each generator's Kafka timestamps strictly increase, so no two readings of one generator
 //! share a timestamp and every valid record becomes its own InfluxDB point.
 
+pub mod registry;
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -312,7 +314,7 @@ mod tests {
     #[test]
     fn valid_readings_match_the_schema_and_timestamps_increase_per_generator() {
         let schema: serde_json::Value =
-            serde_json::from_str(include_str!("../../schemas/generator.schema.json")).unwrap();
+            serde_json::from_str(include_str!("../../../schemas/generator.schema.json")).unwrap();
         let decoder = Decoder::new(WireFormat::Auto, Some(&schema)).unwrap();
         let mut fleet = Fleet::new(3, 7, 0.0);
         let mut last = std::collections::HashMap::new();
@@ -330,7 +332,7 @@ mod tests {
     #[test]
     fn invalid_readings_are_rejected_and_the_ratio_holds() {
         let schema: serde_json::Value =
-            serde_json::from_str(include_str!("../../schemas/generator.schema.json")).unwrap();
+            serde_json::from_str(include_str!("../../../schemas/generator.schema.json")).unwrap();
         let decoder = Decoder::new(WireFormat::Auto, Some(&schema)).unwrap();
         let mut fleet = Fleet::new(5, 1, 0.2);
         let readings: Vec<Reading> = (0..5000).map(|_| fleet.next_reading(0)).collect();
