@@ -1,28 +1,41 @@
 //! The emergency-generator simulator: realistic telemetry for demos, tests and benchmarks.
 //!
 //! Reproduces the source scenario's producer: N generators at fixed positions, fuel that drains
-//! while running and jumps back up on refuelling, temperature and pressure with noise, JSON
-//! values matching `schemas/generator.schema.json`, keys either the generator id or a fresh
-//! UUID (as the original producer did). A share of records can be made invalid on purpose.
+//! while running and jumps back up on refuelling, temperature and pressure with noise, keys
+//! either the generator id or a fresh UUID (as the original producer did). Values are written
+//! in one of four wire formats: plain JSON, Confluent-framed JSON or Avro with the schema
+//! registered in a Schema Registry (as Confluent's serializers do), or bare Avro. A share of
+//! records can be made invalid on purpose, in the ways that format goes wrong in practice.
 //!
-//! Each generator's Kafka timestamps strictly increase, so no two readings of one generator
-//! share a timestamp and every valid record becomes its own InfluxDB point.
+//! # Layout
+//! - [`fleet`]: the generators and their readings (pure, seeded).
+//! - [`format`](mod@format): a reading → record value bytes, valid or damaged on purpose.
+//! - [`registry`]: registering the value schema with a Schema Registry.
+//! - here: the options, start-up (schema, registry) and the produce loop.
 
+pub mod fleet;
+pub mod format;
 pub mod registry;
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::future_producer::DeliveryFuture;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::source::KafkaSettings;
+pub use fleet::{Fleet, Reading, Sample};
+pub use format::{Encoder, Fault, Format, FormatError, Framing};
+pub use registry::{RegistryClient, RegistryError, RegistrySettings, SchemaType};
+
+/// The JSON Schema registered by `json-sr` unless `--schema-file` says otherwise.
+pub const GENERATOR_JSON_SCHEMA: &str = include_str!("../../../schemas/generator.schema.json");
+/// The Avro schema of `avro-sr` and `avro` unless `--schema-file` says otherwise.
+pub const GENERATOR_AVRO_SCHEMA: &str = include_str!("../../../schemas/generator.avsc");
 
 /// How records are keyed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +57,29 @@ pub enum Limit {
     Unbounded,
 }
 
+/// How values are written.
+#[derive(Debug, Clone)]
+pub struct FormatOptions {
+    /// The wire format.
+    pub format: Format,
+    /// A schema file replacing the built-in one (JSON Schema for `json-sr`, Avro for
+    /// `avro-sr` and `avro`).
+    pub schema_file: Option<PathBuf>,
+    /// The Schema Registry; required by the `-sr` formats and used by no other.
+    pub registry: Option<RegistrySettings>,
+}
+
+impl Default for FormatOptions {
+    /// Plain JSON: the simulator's original behaviour.
+    fn default() -> Self {
+        Self {
+            format: Format::Json,
+            schema_file: None,
+            registry: None,
+        }
+    }
+}
+
 /// Simulation settings.
 #[derive(Debug, Clone)]
 pub struct SimulateOptions {
@@ -61,6 +97,8 @@ pub struct SimulateOptions {
     pub invalid_ratio: f64,
     /// Seed for positions, readings and which records are invalid.
     pub seed: u64,
+    /// Wire format of the values.
+    pub format: FormatOptions,
 }
 
 /// What was produced.
@@ -74,133 +112,133 @@ pub struct SimulationSummary {
     pub failed: u64,
 }
 
-struct Generator {
-    id: String,
-    lat: f64,
-    lon: f64,
-    capacity: f64,
-    fuel: f64,
-    burn_per_reading: f64,
-    base_temperature: f64,
-    last_timestamp_ms: i64,
+/// Why the simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// The schema file cannot be read.
+    #[error("cannot read the schema file {path}: {source}")]
+    SchemaFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The schema is unusable, or a value cannot be encoded with it.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// A `-sr` format without a registry.
+    #[error("format {0:?} needs a Schema Registry (--registry-url)")]
+    RegistryMissing(Format),
+    /// Registering the schema failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// No schema id near the registered one is free to serve as an unregistered id.
+    #[error("found no schema id the registry does not know (tried {tried:?})")]
+    NoUnregisteredId {
+        /// The ids tried, all registered.
+        tried: Vec<u32>,
+    },
+    /// The Kafka producer cannot be created.
+    #[error("cannot create the Kafka producer: {0}")]
+    Producer(#[source] KafkaError),
 }
 
-/// The simulated fleet; pure apart from its seeded random numbers.
-pub struct Fleet {
-    generators: Vec<Generator>,
-    rng: StdRng,
-    next: usize,
-    invalid_ratio: f64,
-    invalid_count: u64,
-}
-
-/// One simulated record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reading {
-    /// Generator id (also the key in [`KeyMode::Generator`]).
-    pub generator_id: String,
-    /// Record value.
-    pub value: Vec<u8>,
-    /// Kafka timestamp, milliseconds.
-    pub timestamp_ms: i64,
-    /// Whether the value was made invalid on purpose.
-    pub invalid: bool,
-}
-
-/// Valid readings are rounded to 2 decimals, like a sensor report.
-fn round2(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
-}
-
-impl Fleet {
-    /// A fleet of `size` generators around London, positions drawn from `seed`.
-    pub fn new(size: usize, seed: u64, invalid_ratio: f64) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let generators = (1..=size.max(1))
-            .map(|number| {
-                let capacity = [500.0, 1000.0, 2000.0][rng.random_range(0..3)];
-                Generator {
-                    id: format!("gen-{number}"),
-                    lat: round2(51.3 + rng.random::<f64>() * 0.4),
-                    lon: round2(-0.5 + rng.random::<f64>() * 0.7),
-                    capacity,
-                    fuel: round2(capacity * rng.random_range(0.3..1.0)),
-                    burn_per_reading: rng.random_range(0.5..3.0),
-                    base_temperature: rng.random_range(30.0..45.0),
-                    last_timestamp_ms: 0,
-                }
-            })
-            .collect();
-        Self {
-            generators,
-            rng,
-            next: 0,
-            invalid_ratio: invalid_ratio.clamp(0.0, 1.0),
-            invalid_count: 0,
-        }
-    }
-
-    /// The next reading, round-robin over the generators, stamped no earlier than `now_ms`.
-    pub fn next_reading(&mut self, now_ms: i64) -> Reading {
-        let index = self.next;
-        self.next = (self.next + 1) % self.generators.len();
-        let invalid = self.rng.random::<f64>() < self.invalid_ratio;
-        let noise_t: f64 = self.rng.random_range(-1.5..1.5);
-        let noise_p: f64 = self.rng.random_range(-0.03..0.03);
-        let refuel = self.rng.random::<f64>() < 0.002;
-        let generator = &mut self.generators[index];
-        generator.fuel -= generator.burn_per_reading;
-        if generator.fuel < generator.capacity * 0.05 || refuel {
-            generator.fuel = generator.capacity;
-        }
-        generator.fuel = round2(generator.fuel.max(0.0));
-        let timestamp_ms = now_ms.max(generator.last_timestamp_ms + 1);
-        generator.last_timestamp_ms = timestamp_ms;
-        let load = 1.0 - generator.fuel / generator.capacity;
-        let temperature = round2(generator.base_temperature + 5.0 * load + noise_t);
-        let pressure = round2(1.0 + noise_p);
-        let value = if invalid {
-            self.invalid_count += 1;
-            invalid_value(self.invalid_count, &generator.id, generator.fuel)
-        } else {
-            json!({
-                "generatorID": generator.id,
-                "lat": generator.lat,
-                "lon": generator.lon,
-                "temperature": temperature,
-                "pressure": pressure,
-                "fuel": generator.fuel,
-            })
-            .to_string()
-            .into_bytes()
-        };
-        Reading {
-            generator_id: generator.id.clone(),
-            value,
-            timestamp_ms,
-            invalid,
-        }
-    }
-}
-
-/// A value that breaks the schema in one of the ways rogue producers do, cycling through kinds.
-fn invalid_value(sequence: u64, id: &str, fuel: f64) -> Vec<u8> {
-    let text = match sequence % 5 {
-        0 => format!(r#"{{"generatorID": "{id}", "fuel": "#),
-        1 => format!(
-            r#"{{"generatorID": "{id}", "lat": 51.5, "lon": -0.1, "temperature": 35.0, "pressure": 1.0}}"#
-        ),
-        2 => format!(
-            r#"{{"generatorID": "{id}", "lat": 51.5, "lon": -0.1, "temperature": 35.0, "pressure": 1.0, "fuel": "low"}}"#
-        ),
-        3 => format!(
-            r#"{{"generatorID": "{id}", "lat": 51.5, "lon": -0.1, "temperature": NaN, "pressure": 1.0, "fuel": {fuel}}}"#
-        ),
-        _ => format!(
-            r#"{{"generatorID": "", "lat": 51.5, "lon": -0.1, "temperature": 35.0, "pressure": 1.0, "fuel": {fuel}}}"#
-        ),
+/// The schema for the format: the built-in one, or `--schema-file`'s text, with a name for
+/// messages.
+fn schema_text(options: &FormatOptions) -> Result<(String, String), SimulateError> {
+    let builtin = if options.format.is_avro() {
+        ("schemas/generator.avsc", GENERATOR_AVRO_SCHEMA)
+    } else {
+        ("schemas/generator.schema.json", GENERATOR_JSON_SCHEMA)
     };
-    text.into_bytes()
+    match &options.schema_file {
+        None => Ok((builtin.1.to_owned(), format!("built-in {}", builtin.0))),
+        Some(path) => std::fs::read_to_string(path)
+            .map(|text| (text, path.display().to_string()))
+            .map_err(|source| SimulateError::SchemaFile {
+                path: path.clone(),
+                source,
+            }),
+    }
+}
+
+/// Distance between candidate unregistered ids: far above the ids a registry hands out soon.
+const UNREGISTERED_ID_STEP: u32 = 1_000_000;
+/// Candidates tried before giving up.
+const UNREGISTERED_ID_CANDIDATES: u32 = 5;
+
+/// Builds the encoder: checks the schema and, for the `-sr` formats, registers it under
+/// `<topic>-value` and, when invalid records are wanted, finds an id the registry does not know.
+pub async fn prepare_encoder(
+    options: &SimulateOptions,
+    stop: &CancellationToken,
+) -> Result<Encoder, SimulateError> {
+    let format = &options.format;
+    if format.format == Format::Json {
+        return Ok(Encoder::json());
+    }
+    let (schema, origin) = schema_text(format)?;
+    // Refuse a bad schema before registering it: the registry would keep it forever.
+    if format.format.is_avro() {
+        Encoder::avro(&schema, &origin, None)?;
+    } else {
+        format::check_json_schema(&schema, &origin)?;
+    }
+    let framing = if format.format.uses_registry() {
+        let settings = format
+            .registry
+            .clone()
+            .ok_or(SimulateError::RegistryMissing(format.format))?;
+        let client = RegistryClient::new(settings)?;
+        let schema_type = if format.format.is_avro() {
+            SchemaType::Avro
+        } else {
+            SchemaType::Json
+        };
+        let subject = format!("{}-value", options.topic);
+        let schema_id = client
+            .register(&subject, &schema, schema_type, stop)
+            .await?;
+        let unregistered_id = if options.invalid_ratio > 0.0 {
+            unregistered_id(&client, schema_id, stop).await?
+        } else {
+            // Never written: no record is made invalid.
+            schema_id
+        };
+        Some(Framing {
+            schema_id,
+            unregistered_id,
+        })
+    } else {
+        None
+    };
+    match (format.format, framing) {
+        (Format::JsonSr, Some(framing)) => Ok(Encoder::json_sr(framing)),
+        (_, framing) => Ok(Encoder::avro(&schema, &origin, framing)?),
+    }
+}
+
+/// An id the registry answers 404 for: a frame carrying it is one no consumer can resolve.
+async fn unregistered_id(
+    client: &RegistryClient,
+    schema_id: u32,
+    stop: &CancellationToken,
+) -> Result<u32, SimulateError> {
+    let mut tried = Vec::new();
+    for step in 1..=UNREGISTERED_ID_CANDIDATES {
+        let Some(candidate) = schema_id.checked_add(step * UNREGISTERED_ID_STEP) else {
+            break;
+        };
+        // Confluent ids are Java ints: stay within i32 so every client reads the id as given.
+        if candidate > i32::MAX as u32 {
+            break;
+        }
+        if !client.is_registered(candidate, stop).await? {
+            return Ok(candidate);
+        }
+        tried.push(candidate);
+    }
+    Err(SimulateError::NoUnregisteredId { tried })
 }
 
 fn now_ms() -> i64 {
@@ -213,23 +251,30 @@ fn now_ms() -> i64 {
 const MAX_IN_FLIGHT: usize = 20_000;
 
 /// Produces simulated readings until the limit or `shutdown`.
+///
+/// Registers the schema first for the `-sr` formats; a registry that stays unreachable, or
+/// refuses the schema, stops the simulation before anything is produced.
 pub async fn simulate(
     kafka: &KafkaSettings,
     options: &SimulateOptions,
     shutdown: CancellationToken,
-) -> Result<SimulationSummary, KafkaError> {
+) -> Result<SimulationSummary, SimulateError> {
+    let encoder = prepare_encoder(options, &shutdown).await?;
     let mut config = kafka.producer_config();
     config.set("linger.ms", "5");
-    let producer: FutureProducer = config.create()?;
+    let producer: FutureProducer = config.create().map_err(SimulateError::Producer)?;
     let mut fleet = Fleet::new(options.generators, options.seed, options.invalid_ratio);
     let mut summary = SimulationSummary::default();
     let mut in_flight: VecDeque<(bool, DeliveryFuture)> = VecDeque::new();
     let started = Instant::now();
     let mut produced = 0u64;
+    let mut failure = None;
     info!(
         topic = options.topic,
         generators = options.generators,
         rate = options.rate,
+        format = ?encoder.format(),
+        schema_id = encoder.framing().map(|framing| framing.schema_id),
         "simulating"
     );
     loop {
@@ -251,16 +296,25 @@ pub async fn simulate(
             }
         }
         let reading = fleet.next_reading(now_ms());
+        let value = match encoder.encode(&reading) {
+            Ok(value) => value,
+            Err(error) => {
+                // The schema was checked at start-up, so this is a bug; stop, but still count
+                // what is in flight.
+                failure = Some(error);
+                break;
+            }
+        };
         let key = match options.key {
-            KeyMode::Generator => reading.generator_id.clone(),
+            KeyMode::Generator => reading.sample.generator_id.clone(),
             KeyMode::Uuid => uuid::Uuid::new_v4().to_string(),
         };
         let record = FutureRecord::to(&options.topic)
             .key(&key)
-            .payload(&reading.value)
+            .payload(&value)
             .timestamp(reading.timestamp_ms);
         match producer.send_result(record) {
-            Ok(delivery) => in_flight.push_back((reading.invalid, delivery)),
+            Ok(delivery) => in_flight.push_back((reading.is_invalid(), delivery)),
             Err((error, _)) => {
                 // The local queue is full: wait for the oldest acknowledgement, then go on.
                 tracing::debug!(%error, "producer queue full");
@@ -287,7 +341,10 @@ pub async fn simulate(
         elapsed_s = started.elapsed().as_secs_f64(),
         "simulation done"
     );
-    Ok(summary)
+    match failure {
+        Some(error) => Err(error.into()),
+        None => Ok(summary),
+    }
 }
 
 type Delivery = <DeliveryFuture as std::future::Future>::Output;
@@ -311,52 +368,108 @@ mod tests {
     use super::*;
     use crate::decode::{Decoder, WireFormat};
 
+    fn json_decoder() -> Decoder {
+        let schema: serde_json::Value = serde_json::from_str(GENERATOR_JSON_SCHEMA).unwrap();
+        Decoder::new(WireFormat::Auto, Some(&schema)).unwrap()
+    }
+
     #[test]
-    fn valid_readings_match_the_schema_and_timestamps_increase_per_generator() {
-        let schema: serde_json::Value =
-            serde_json::from_str(include_str!("../../../schemas/generator.schema.json")).unwrap();
-        let decoder = Decoder::new(WireFormat::Auto, Some(&schema)).unwrap();
+    fn valid_json_readings_match_the_schema() {
+        let decoder = json_decoder();
+        let encoder = Encoder::json();
         let mut fleet = Fleet::new(3, 7, 0.0);
-        let mut last = std::collections::HashMap::new();
         for _ in 0..3000 {
             let reading = fleet.next_reading(1_000);
-            assert!(!reading.invalid);
-            let decoded = decoder.decode(Some(&reading.value)).expect("valid reading");
-            let fuel = decoded.value["fuel"].as_f64().unwrap();
-            assert!(fuel >= 0.0);
-            let previous = last.insert(reading.generator_id.clone(), reading.timestamp_ms);
-            assert!(previous.is_none_or(|previous| previous < reading.timestamp_ms));
+            let value = encoder.encode(&reading).unwrap();
+            let decoded = decoder.decode(Some(&value)).expect("valid reading");
+            assert_eq!(decoded.value["fuel"].as_f64(), Some(reading.sample.fuel));
         }
     }
 
     #[test]
-    fn invalid_readings_are_rejected_and_the_ratio_holds() {
-        let schema: serde_json::Value =
-            serde_json::from_str(include_str!("../../../schemas/generator.schema.json")).unwrap();
-        let decoder = Decoder::new(WireFormat::Auto, Some(&schema)).unwrap();
+    fn invalid_json_readings_are_rejected_and_the_ratio_holds() {
+        let decoder = json_decoder();
+        let encoder = Encoder::json();
         let mut fleet = Fleet::new(5, 1, 0.2);
         let readings: Vec<Reading> = (0..5000).map(|_| fleet.next_reading(0)).collect();
-        let invalid: Vec<&Reading> = readings.iter().filter(|reading| reading.invalid).collect();
+        let invalid: Vec<&Reading> = readings.iter().filter(|r| r.is_invalid()).collect();
         assert!((800..1200).contains(&invalid.len()), "{}", invalid.len());
         for reading in invalid {
-            let decoded = decoder.decode(Some(&reading.value));
+            let value = encoder.encode(reading).unwrap();
             // The empty-generatorID kind passes the schema and is rejected by the mapping.
-            if let Ok(decoded) = decoded {
+            if let Ok(decoded) = decoder.decode(Some(&value)) {
                 assert_eq!(decoded.value["generatorID"], "");
             }
         }
     }
 
+    /// The default format's bytes must not change: demos and suites count on them.
     #[test]
-    fn same_seed_same_fleet() {
-        let a: Vec<Reading> = {
-            let mut fleet = Fleet::new(4, 9, 0.1);
-            (0..100).map(|_| fleet.next_reading(0)).collect()
+    fn json_values_are_what_the_simulator_always_wrote() {
+        let reading = Reading {
+            sample: format::probe_sample(),
+            timestamp_ms: 0,
+            fault: None,
         };
-        let b: Vec<Reading> = {
-            let mut fleet = Fleet::new(4, 9, 0.1);
-            (0..100).map(|_| fleet.next_reading(0)).collect()
+        let value = Encoder::json().encode(&reading).unwrap();
+        assert_eq!(
+            String::from_utf8(value).unwrap(),
+            r#"{"fuel":400.0,"generatorID":"gen-1","lat":51.5,"lon":-0.12,"pressure":1.02,"temperature":36.2}"#
+        );
+    }
+
+    #[test]
+    fn the_built_in_schemas_are_accepted() {
+        format::check_json_schema(GENERATOR_JSON_SCHEMA, "json").unwrap();
+        Encoder::avro(GENERATOR_AVRO_SCHEMA, "avsc", None).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_registry_format_without_a_registry_is_refused() {
+        let options = SimulateOptions {
+            topic: "t".into(),
+            generators: 1,
+            rate: 0.0,
+            limit: Limit::Count(1),
+            key: KeyMode::Uuid,
+            invalid_ratio: 0.0,
+            seed: 1,
+            format: FormatOptions {
+                format: Format::AvroSr,
+                ..FormatOptions::default()
+            },
         };
-        assert_eq!(a, b);
+        let error = prepare_encoder(&options, &CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            SimulateError::RegistryMissing(Format::AvroSr)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_schema_file_names_the_file() {
+        let options = SimulateOptions {
+            topic: "t".into(),
+            generators: 1,
+            rate: 0.0,
+            limit: Limit::Count(1),
+            key: KeyMode::Uuid,
+            invalid_ratio: 0.0,
+            seed: 1,
+            format: FormatOptions {
+                format: Format::Avro,
+                schema_file: Some("/nonexistent/generator.avsc".into()),
+                registry: None,
+            },
+        };
+        let error = prepare_encoder(&options, &CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/generator.avsc"),
+            "{error}"
+        );
     }
 }
