@@ -4,6 +4,8 @@
 //!
 //! # Pipeline
 //! ```text
+//!                    registry (schemas by id, fetched once)
+//!                       ▼
 //! Kafka ─▶ source ─▶ decode ─▶ map ─▶ line_protocol ─▶ batch ─▶ write ──────▶ InfluxDB
 //!            ▲          │        │          │                     │
 //!            │          └────────┴──────────┴─▶ dead_letter ──────┼─▶ Kafka DLQ topic
@@ -13,7 +15,8 @@
 //! # Layout
 //! - [`config`]: the TOML file and `KIS_…` environment overrides → validated [`config::Config`].
 //! - [`source`]: the consumer group; the only place offsets are stored and committed.
-//! - [`decode`]: wire formats (plain JSON, Confluent framing) and JSON Schema validation.
+//! - [`decode`]: wire formats (plain JSON, Schema Registry framing, Avro) and validation.
+//! - [`registry`]: the Schema Registry client; a record whose schema is not fetched yet waits.
 //! - [`map`]: a decoded record → [`line_protocol::Point`].
 //! - [`line_protocol`]: a point → one escaped line.
 //! - [`batch`]: lines, dead letters and the offsets they make committable; the flush policy.
@@ -52,6 +55,7 @@ pub mod logging;
 pub mod map;
 pub mod metrics;
 pub mod pipeline;
+pub mod registry;
 pub mod reject;
 pub mod secret;
 pub mod simulate;

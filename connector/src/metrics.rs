@@ -31,6 +31,12 @@ struct RejectLabels {
     reason: &'static str,
 }
 
+/// Labels of the Schema Registry request counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RegistryLabels {
+    outcome: &'static str,
+}
+
 /// Every metric and health flag of one sink process.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -42,8 +48,10 @@ pub struct Telemetry {
     skipped: Family<RejectLabels, Counter>,
     write_retries: Counter,
     last_write_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    registry_requests: Family<RegistryLabels, Counter>,
     joined: AtomicBool,
     influx_refusal: Mutex<Option<String>>,
+    registry_refusal: Mutex<Option<String>>,
 }
 
 impl Default for Telemetry {
@@ -94,6 +102,12 @@ impl Telemetry {
             "Unix time of the last batch made durable",
             last_write_seconds.clone(),
         );
+        let registry_requests = Family::<RegistryLabels, Counter>::default();
+        registry.register(
+            "schema_registry_requests",
+            "Schema fetches from the Schema Registry, by outcome (ok, not_found, refused, error); each schema id is fetched once and cached",
+            registry_requests.clone(),
+        );
         let build_info = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION"))])
@@ -108,8 +122,10 @@ impl Telemetry {
             skipped,
             write_retries,
             last_write_seconds,
+            registry_requests,
             joined: AtomicBool::new(false),
             influx_refusal: Mutex::new(None),
+            registry_refusal: Mutex::new(None),
         }
     }
 
@@ -163,6 +179,20 @@ impl Telemetry {
         }
     }
 
+    /// A schema fetch from the Schema Registry ended with `outcome`.
+    pub fn registry_request(&self, outcome: &'static str) {
+        self.registry_requests
+            .get_or_create(&RegistryLabels { outcome })
+            .inc();
+    }
+
+    /// The Schema Registry refuses the sink's credentials (`Some`), or accepts them again.
+    pub fn set_registry_refusal(&self, refusal: Option<String>) {
+        if let Ok(mut current) = self.registry_refusal.lock() {
+            *current = refusal;
+        }
+    }
+
     /// `Ok` when ready, otherwise why not.
     pub fn readiness(&self) -> Result<(), String> {
         if !self.joined.load(Ordering::Relaxed) {
@@ -175,7 +205,15 @@ impl Telemetry {
             .and_then(|refusal| refusal.clone())
         {
             Some(refusal) => Err(format!("InfluxDB refuses writes: {refusal}")),
-            None => Ok(()),
+            None => match self
+                .registry_refusal
+                .lock()
+                .ok()
+                .and_then(|refusal| refusal.clone())
+            {
+                Some(refusal) => Err(format!("the Schema Registry refuses the sink: {refusal}")),
+                None => Ok(()),
+            },
         }
     }
 
@@ -269,6 +307,15 @@ mod tests {
         telemetry.set_influx_refusal(Some("HTTP 401 Unauthorized".into()));
         assert!(telemetry.readiness().unwrap_err().contains("401"));
         telemetry.set_influx_refusal(None);
+        assert!(telemetry.readiness().is_ok());
+        telemetry.set_registry_refusal(Some("HTTP 403 Forbidden".into()));
+        assert!(
+            telemetry
+                .readiness()
+                .unwrap_err()
+                .contains("Schema Registry")
+        );
+        telemetry.set_registry_refusal(None);
         assert!(telemetry.readiness().is_ok());
     }
 }

@@ -19,6 +19,11 @@
 //! are served, and memory stays bounded by `write_concurrency` batches plus librdkafka's capped
 //! prefetch. A record from a partition assigned during the pause is held back, its partition
 //! paused too, and processed first once reading resumes, in order.
+//!
+//! A record naming a Schema Registry schema the sink has not fetched yet waits the same way: it
+//! is held, first in line, while [`crate::registry`] fetches the schema (retrying as long as
+//! the registry is down), and reading stops meanwhile. Once the registry answers, the record
+//! is decoded (or dead-lettered, if the registry does not know the schema) and reading resumes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::consumer::Consumer as _;
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Headers as _, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
@@ -35,11 +40,12 @@ use tracing::{debug, error, info, warn};
 use crate::batch::{Batch, BatchPolicy};
 use crate::config::Config;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, InvalidRecordPolicy};
-use crate::decode::Decoder;
+use crate::decode::{CachedSchema, DecodeFailure, Decoder, SchemaKey, VALUE_SCHEMA_ID_HEADER};
 use crate::inflight::{Completed, InFlight, PartitionsInFlight, TaskFailed};
 use crate::line_protocol;
 use crate::map::{KafkaContext, Mapping};
 use crate::metrics::{self, Telemetry};
+use crate::registry::{RegistryClient, RegistryError};
 use crate::reject::Rejection;
 use crate::source::{self, SourceConsumer};
 use crate::write::InfluxWriter;
@@ -80,9 +86,12 @@ pub enum RunError {
     /// A write task failed (a bug); the sink stops rather than guess what is durable.
     #[error(transparent)]
     TaskFailed(#[from] TaskFailed),
-    /// The schema could not be compiled.
-    #[error("cannot compile the JSON Schema: {0}")]
+    /// The local schemas could not be compiled.
+    #[error("cannot compile the local schemas: {0}")]
     Schema(String),
+    /// The Schema Registry client could not be set up.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
 }
 
 /// The record that stopped the sink under `dead_letter.policy = "fail"`.
@@ -107,6 +116,20 @@ struct Stages {
     telemetry: Arc<Telemetry>,
 }
 
+/// A schema being fetched from the registry.
+struct SchemaFetch {
+    key: SchemaKey,
+    task: tokio::task::JoinHandle<Option<CachedSchema>>,
+}
+
+/// What became of a record offered to the stages.
+enum Accepted {
+    /// It is in the batch (as a point, a dead letter or a skip).
+    Taken,
+    /// It names a registry schema not fetched yet; nothing of it entered the batch.
+    NeedsSchema(SchemaKey),
+}
+
 /// The stages, built from the configuration, and the state between them.
 struct Pipeline {
     consumer: Arc<SourceConsumer>,
@@ -115,8 +138,15 @@ struct Pipeline {
     in_flight: InFlight,
     /// The batch being filled.
     batch: Batch,
-    /// Records received while reading was paused, processed first, in order.
+    /// Records received while reading was paused, or waiting for their schema; processed
+    /// first, in order.
     held: VecDeque<OwnedMessage>,
+    /// Fetches the schemas records name, when a registry is configured.
+    registry: Option<RegistryClient>,
+    /// The schema fetch the first held record waits for.
+    schema_fetch: Option<SchemaFetch>,
+    /// Ends schema fetches at shutdown.
+    shutdown: CancellationToken,
     summary: RunSummary,
     telemetry: Arc<Telemetry>,
 }
@@ -148,13 +178,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
     )?);
     let producer: FutureProducer = config.kafka.dead_letter_producer_config().create()?;
     let writer = InfluxWriter::new(&config.influxdb, telemetry.clone())?;
-    let decoder = Decoder::new(config.schema.format, config.schema.json_schema.as_ref())
+    let registry = config
+        .schema_registry
+        .clone()
+        .map(|settings| RegistryClient::new(settings, telemetry.clone()))
+        .transpose()?;
+    let decoder = config
+        .schema
+        .decoder(registry.is_some())
         .map_err(RunError::Schema)?;
     info!(
         topics = ?config.kafka.topics,
         group = config.kafka.group_id,
         influxdb = %writer.endpoint(),
         write_concurrency = config.influxdb.write_concurrency,
+        schema_registry = registry.as_ref().map(|registry| registry.endpoint().as_str()),
         "sink started"
     );
 
@@ -195,6 +233,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         ),
         batch: Batch::default(),
         held: VecDeque::new(),
+        registry,
+        schema_fetch: None,
+        shutdown: shutdown.clone(),
         summary: RunSummary::default(),
         telemetry,
     };
@@ -258,7 +299,13 @@ impl Pipeline {
                 let Some(message) = self.held.pop_front() else {
                     break;
                 };
-                self.take(&message)?;
+                match offer(&self.stages, &mut self.batch, &message)? {
+                    Accepted::Taken => self.count_consumed(),
+                    Accepted::NeedsSchema(key) => {
+                        self.held.push_front(message);
+                        self.fetch_schema(key);
+                    }
+                }
                 self.dispatch_if_full();
             }
             self.dispatch_if_full();
@@ -289,9 +336,17 @@ impl Pipeline {
                     self.complete(completed.map_err(Stop::TaskFailed)?);
                 }
                 () = sleep_until(linger) => self.dispatch(),
+                fetched = wait_for_schema(&mut self.schema_fetch), if self.schema_fetch.is_some() => {
+                    self.learn_schema(fetched);
+                }
                 () = sleep_until(pause_at) => {
                     paused = true;
-                    pause_assignment(&self.consumer);
+                    let why = if self.schema_fetch.is_some() {
+                        "waiting for a schema from the Schema Registry"
+                    } else {
+                        "writes not durable yet, no write slot free"
+                    };
+                    pause_assignment(&self.consumer, why);
                 }
                 received = self.consumer.recv(), if !blocked || paused => match received {
                     Ok(message) if blocked => {
@@ -302,10 +357,12 @@ impl Pipeline {
                     }
                     Ok(message) => {
                         last_receive_error.clear();
-                        self.summary.consumed += 1;
-                        self.telemetry.consumed(1);
-                        if let Err(invalid) = self.stages.accept(&message, &mut self.batch) {
-                            return Err(Stop::Invalid(stop_on(invalid)));
+                        match offer(&self.stages, &mut self.batch, &message)? {
+                            Accepted::Taken => self.count_consumed(),
+                            Accepted::NeedsSchema(key) => {
+                                self.held.push_front(message.detach());
+                                self.fetch_schema(key);
+                            }
                         }
                     }
                     Err(error) => {
@@ -321,18 +378,48 @@ impl Pipeline {
         }
     }
 
-    /// Takes a held record into the batch.
-    fn take(&mut self, message: &OwnedMessage) -> Result<(), Stop> {
+    /// A record was taken into the batch (one waiting for its schema is counted once taken).
+    fn count_consumed(&mut self) {
         self.summary.consumed += 1;
         self.telemetry.consumed(1);
-        self.stages
-            .accept(message, &mut self.batch)
-            .map_err(|invalid| Stop::Invalid(stop_on(invalid)))
     }
 
-    /// The batch is full and no write slot is free: reading must wait.
+    /// Starts fetching `key`'s schema; the held record waits for it.
+    fn fetch_schema(&mut self, key: SchemaKey) {
+        if self.schema_fetch.is_some() {
+            return;
+        }
+        let Some(registry) = self.registry.clone() else {
+            // The decoder only asks for schemas when a registry is configured.
+            return;
+        };
+        let reader = self.stages.decoder.reader_schema();
+        let stop = self.shutdown.clone();
+        debug!(%key, "fetching a schema from the Schema Registry");
+        self.schema_fetch = Some(SchemaFetch {
+            key,
+            task: tokio::spawn(async move { registry.resolve(key, reader, &stop).await }),
+        });
+    }
+
+    /// Takes in what the registry said; the held record is decoded next.
+    fn learn_schema(&mut self, fetched: Result<Option<CachedSchema>, tokio::task::JoinError>) {
+        let Some(fetch) = self.schema_fetch.take() else {
+            return;
+        };
+        match fetched {
+            Ok(Some(schema)) => self.stages.decoder.learn(fetch.key, schema),
+            // Shutdown: the record stays held and uncommitted.
+            Ok(None) => {}
+            // The held record asks again when it is offered next.
+            Err(error) => warn!(key = %fetch.key, %error, "schema fetch task failed; retrying"),
+        }
+    }
+
+    /// Reading must wait: for a write slot (the batch is full) or for a schema.
     fn blocked(&self) -> bool {
-        self.batch.is_full(&self.policy) && !self.in_flight.has_room()
+        self.schema_fetch.is_some()
+            || (self.batch.is_full(&self.policy) && !self.in_flight.has_room())
     }
 
     fn dispatch_if_full(&mut self) {
@@ -399,14 +486,19 @@ impl Stages {
     /// Decodes, maps and encodes one record into the batch; a rejected record is handled by
     /// the invalid-record policy. Under `fail` the rejection is returned and nothing of the
     /// record enters the batch, so its offset is never stored.
-    fn accept<M: Message>(&self, message: &M, batch: &mut Batch) -> Result<(), InvalidRecord> {
+    fn accept<M: Message>(
+        &self,
+        message: &M,
+        batch: &mut Batch,
+    ) -> Result<Accepted, InvalidRecord> {
         let now = Instant::now();
         let rejection = match self.encode(message, batch) {
             Ok(()) => {
                 batch.add_point(message, now);
-                return Ok(());
+                return Ok(Accepted::Taken);
             }
-            Err(rejection) => rejection,
+            Err(Unencoded::NeedsSchema(key)) => return Ok(Accepted::NeedsSchema(key)),
+            Err(Unencoded::Rejected(rejection)) => rejection,
         };
         match self.invalid_record_policy {
             InvalidRecordPolicy::DeadLetter => {
@@ -443,14 +535,24 @@ impl Stages {
                 });
             }
         }
-        Ok(())
+        Ok(Accepted::Taken)
     }
 
-    fn encode<M: Message>(&self, message: &M, batch: &mut Batch) -> Result<(), Rejection> {
-        let decoded = self
+    fn encode<M: Message>(&self, message: &M, batch: &mut Batch) -> Result<(), Unencoded> {
+        let schema_header = message.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|header| header.key == VALUE_SCHEMA_ID_HEADER)
+                .and_then(|header| header.value)
+        });
+        let decoded = match self
             .decoder
-            .decode(message.payload())
-            .map_err(|error| error.rejection())?;
+            .decode_with_header(message.payload(), schema_header)
+        {
+            Ok(decoded) => decoded,
+            Err(DecodeFailure::NeedsSchema(key)) => return Err(Unencoded::NeedsSchema(key)),
+            Err(DecodeFailure::Rejected(error)) => return Err(error.rejection().into()),
+        };
         let kafka = KafkaContext {
             timestamp_ms: message.timestamp().to_millis(),
             partition: message.partition(),
@@ -460,7 +562,38 @@ impl Stages {
             .mapping
             .map(&decoded.value, kafka)
             .map_err(|error| error.rejection())?;
-        line_protocol::encode(&point, batch.line_buffer()).map_err(|error| error.rejection())
+        line_protocol::encode(&point, batch.line_buffer()).map_err(|error| error.rejection().into())
+    }
+}
+
+/// Offers a record to the stages; under `dead_letter.policy = "fail"` a bad one stops the sink.
+fn offer<M: Message>(stages: &Stages, batch: &mut Batch, message: &M) -> Result<Accepted, Stop> {
+    stages
+        .accept(message, batch)
+        .map_err(|invalid| Stop::Invalid(stop_on(invalid)))
+}
+
+/// Why a record did not become a line.
+enum Unencoded {
+    /// It is bad: this is why.
+    Rejected(Rejection),
+    /// Its schema must be fetched first.
+    NeedsSchema(SchemaKey),
+}
+
+impl From<Rejection> for Unencoded {
+    fn from(rejection: Rejection) -> Self {
+        Unencoded::Rejected(rejection)
+    }
+}
+
+/// Waits for the schema fetch in progress (the caller only polls this while there is one).
+async fn wait_for_schema(
+    fetch: &mut Option<SchemaFetch>,
+) -> Result<Option<CachedSchema>, tokio::task::JoinError> {
+    match fetch {
+        Some(fetch) => (&mut fetch.task).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -491,12 +624,12 @@ const MAX_REVOKE_WAIT: Duration = Duration::from_secs(5);
 /// How long reading may wait for a free write slot before the partitions are paused.
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
-fn pause_assignment(consumer: &SourceConsumer) {
+fn pause_assignment(consumer: &SourceConsumer, why: &str) {
     match consumer.assignment() {
         Ok(assignment) if assignment.count() > 0 => match consumer.pause(&assignment) {
             Ok(()) => info!(
                 partitions = assignment.count(),
-                "writes not durable yet: partitions paused until a write slot is free (the group membership stays alive)"
+                why, "partitions paused until reading can go on (the group membership stays alive)"
             ),
             Err(error) => warn!(%error, "cannot pause partitions"),
         },
@@ -518,7 +651,7 @@ fn resume_assignment(consumer: &SourceConsumer) {
         Ok(assignment) => match consumer.resume(&assignment) {
             Ok(()) => info!(
                 partitions = assignment.count(),
-                "write slot free again: partitions resumed"
+                "reading goes on: partitions resumed"
             ),
             Err(error) => warn!(%error, "cannot resume partitions"),
         },

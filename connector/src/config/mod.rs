@@ -25,8 +25,9 @@ use serde_json::Value;
 
 use crate::batch::BatchPolicy;
 use crate::dead_letter::{DeadLetterSettings, InvalidRecordPolicy};
-use crate::decode::WireFormat;
+use crate::decode::{Decoder, LocalAvro, WireFormat};
 use crate::map::{Collisions, FieldPath, Mapping, TimeUnit, TimestampSource};
+use crate::registry::{RegistryAuth, RegistrySettings};
 use crate::secret::Secret;
 use crate::source::KafkaSettings;
 use crate::write::{Backoff, InfluxApi, InfluxAuth, InfluxSettings};
@@ -115,6 +116,26 @@ pub struct SchemaSettings {
     pub format: WireFormat,
     /// The local JSON Schema, if configured.
     pub json_schema: Option<Value>,
+    /// Also validate registry-framed JSON against the local JSON Schema.
+    pub validate_registry_json_locally: bool,
+    /// The local Avro reader schema (text), if configured.
+    pub avro_schema: Option<String>,
+    /// Further Avro writer schemas (texts) for single-object encoding.
+    pub avro_writer_schemas: Vec<String>,
+}
+
+impl SchemaSettings {
+    /// The decoder these settings describe (schemas compile; checked when loading).
+    pub fn decoder(&self, registry: bool) -> Result<Decoder, String> {
+        let local_avro = LocalAvro::new(self.avro_schema.as_deref(), &self.avro_writer_schemas)?;
+        let decoder =
+            Decoder::new(self.format, self.json_schema.as_ref())?.with_local_avro(local_avro);
+        Ok(if registry {
+            decoder.with_registry(self.validate_registry_json_locally)
+        } else {
+            decoder
+        })
+    }
 }
 
 /// The validated configuration.
@@ -124,6 +145,8 @@ pub struct Config {
     pub kafka: KafkaSettings,
     /// Decoding and validation.
     pub schema: SchemaSettings,
+    /// The Schema Registry, if configured.
+    pub schema_registry: Option<RegistrySettings>,
     /// Record → point.
     pub mapping: Mapping,
     /// Destination.
@@ -250,7 +273,8 @@ fn env_value(value: String) -> toml::Value {
 
 fn build(mut raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
     let kafka = build_kafka(&raw)?;
-    let schema = build_schema(&raw, base_dir)?;
+    let schema_registry = build_schema_registry(&mut raw, base_dir)?;
+    let schema = build_schema(&raw, base_dir, schema_registry.is_some())?;
     let mapping = build_mapping(&raw)?;
     let influxdb = build_influxdb(&mut raw, base_dir)?;
     let batch = build_batch(&raw)?;
@@ -275,6 +299,7 @@ fn build(mut raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         kafka,
         schema,
+        schema_registry,
         mapping,
         influxdb,
         batch,
@@ -367,31 +392,33 @@ fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
     }
 }
 
-fn build_schema(raw: &RawConfig, base_dir: &Path) -> Result<SchemaSettings, ConfigError> {
+fn build_schema(
+    raw: &RawConfig,
+    base_dir: &Path,
+    registry: bool,
+) -> Result<SchemaSettings, ConfigError> {
     let format = WireFormat::parse(&raw.schema.format).ok_or_else(|| {
         invalid(
             "schema.format",
             format!(
-                "`{}` is not one of auto, json, confluent_json",
-                raw.schema.format
+                "`{}` is not one of {}",
+                raw.schema.format,
+                WireFormat::NAMES
             ),
         )
     })?;
     let json_schema = match &raw.schema.json_schema_file {
         None => None,
         Some(file) => {
-            let path = resolve(base_dir, file);
             let key = "schema.json_schema_file";
-            let text = std::fs::read_to_string(&path).map_err(|error| {
-                invalid(key, format!("cannot read {}: {error}", path.display()))
-            })?;
+            let (path, text) = read_file(key, base_dir, file)?;
             let schema: Value = serde_json::from_str(&text).map_err(|error| {
                 invalid(
                     key,
                     format!("{} is not valid JSON: {error}", path.display()),
                 )
             })?;
-            crate::decode::Decoder::new(format, Some(&schema)).map_err(|error| {
+            jsonschema::validator_for(&schema).map_err(|error| {
                 invalid(
                     key,
                     format!("{} is not a usable JSON Schema: {error}", path.display()),
@@ -400,10 +427,204 @@ fn build_schema(raw: &RawConfig, base_dir: &Path) -> Result<SchemaSettings, Conf
             Some(schema)
         }
     };
-    Ok(SchemaSettings {
+    let avro_schema = match &raw.schema.avro_schema_file {
+        None => None,
+        Some(file) => Some(read_avro_schema("schema.avro_schema_file", base_dir, file)?),
+    };
+    let mut avro_writer_schemas = Vec::new();
+    for file in raw.schema.avro_writer_schema_files.items() {
+        avro_writer_schemas.push(read_avro_schema(
+            "schema.avro_writer_schema_files",
+            base_dir,
+            Path::new(&file),
+        )?);
+    }
+    match format {
+        WireFormat::Avro if avro_schema.is_none() => {
+            return Err(invalid(
+                "schema.avro_schema_file",
+                "is required with format = \"avro\": raw Avro carries no schema of its own",
+            ));
+        }
+        WireFormat::AvroSingleObject if avro_schema.is_none() && avro_writer_schemas.is_empty() => {
+            return Err(invalid(
+                "schema.avro_schema_file",
+                "is required with format = \"avro_single_object\" (or schema.avro_writer_schema_files)",
+            ));
+        }
+        _ => {}
+    }
+    if raw.schema.validate_registry_json_locally && (json_schema.is_none() || !registry) {
+        return Err(invalid(
+            "schema.validate_registry_json_locally",
+            "needs both schema.json_schema_file and schema_registry.url",
+        ));
+    }
+    let settings = SchemaSettings {
         format,
         json_schema,
-    })
+        validate_registry_json_locally: raw.schema.validate_registry_json_locally,
+        avro_schema,
+        avro_writer_schemas,
+    };
+    // The reader schema must combine with the writer schemas (a name clash shows here).
+    settings
+        .decoder(registry)
+        .map_err(|error| invalid("schema.avro_writer_schema_files", error))?;
+    Ok(settings)
+}
+
+fn read_file(key: &str, base_dir: &Path, file: &Path) -> Result<(PathBuf, String), ConfigError> {
+    let path = resolve(base_dir, file);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|error| invalid(key, format!("cannot read {}: {error}", path.display())))?;
+    Ok((path, text))
+}
+
+fn read_avro_schema(key: &str, base_dir: &Path, file: &Path) -> Result<String, ConfigError> {
+    let (path, text) = read_file(key, base_dir, file)?;
+    apache_avro::Schema::parse_str(&text).map_err(|error| {
+        invalid(
+            key,
+            format!("{} is not a valid Avro schema: {error}", path.display()),
+        )
+    })?;
+    Ok(text)
+}
+
+fn build_schema_registry(
+    raw: &mut RawConfig,
+    base_dir: &Path,
+) -> Result<Option<RegistrySettings>, ConfigError> {
+    let registry = &mut raw.schema_registry;
+    let Some(text) = registry
+        .url
+        .as_deref()
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+    else {
+        let set = registry.basic_auth_user_info.is_some()
+            || registry.basic_auth_user_info_file.is_some()
+            || registry.bearer_token.is_some()
+            || registry.bearer_token_file.is_some()
+            || registry.ca_file.is_some();
+        if set {
+            return Err(invalid(
+                "schema_registry.url",
+                "is required when other schema_registry keys are set",
+            ));
+        }
+        return Ok(None);
+    };
+    let key = "schema_registry.url";
+    // The message never repeats the URL: it may carry a password.
+    let url = Url::parse(text).map_err(|error| invalid(key, format!("is not a URL: {error}")))?;
+    if !["http", "https"].contains(&url.scheme()) {
+        return Err(invalid(key, "must be an http:// or https:// URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            key,
+            "must not contain credentials; use schema_registry.basic_auth_user_info (or its _file)",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(key, "must not have a query string or fragment"));
+    }
+    let basic = secret(
+        &mut registry.basic_auth_user_info,
+        &registry.basic_auth_user_info_file,
+        "schema_registry.basic_auth_user_info",
+        base_dir,
+    )?;
+    let bearer = secret(
+        &mut registry.bearer_token,
+        &registry.bearer_token_file,
+        "schema_registry.bearer_token",
+        base_dir,
+    )?;
+    let auth = match (basic, bearer) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "schema_registry.bearer_token",
+                "set either basic_auth_user_info or bearer_token, not both",
+            ));
+        }
+        (Some(user_info), None) => {
+            let Some((username, password)) = user_info.expose().split_once(':') else {
+                return Err(invalid(
+                    "schema_registry.basic_auth_user_info",
+                    "must be `user:password`",
+                ));
+            };
+            RegistryAuth::Basic {
+                username: username.to_owned(),
+                password: Secret::new(password),
+            }
+        }
+        (None, Some(token)) => RegistryAuth::Bearer(token),
+        (None, None) => RegistryAuth::None,
+    };
+    let ca_pem = match &registry.ca_file {
+        None => None,
+        Some(file) => {
+            let key = "schema_registry.ca_file";
+            let path = resolve(base_dir, file);
+            let pem = std::fs::read(&path).map_err(|error| {
+                invalid(key, format!("cannot read {}: {error}", path.display()))
+            })?;
+            match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(certificates) if !certificates.is_empty() => Some(pem),
+                Ok(_) => {
+                    return Err(invalid(
+                        key,
+                        format!("{} holds no PEM certificate", path.display()),
+                    ));
+                }
+                Err(error) => {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "{} is not a PEM certificate bundle: {error}",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    for (name, value) in [
+        ("schema_registry.timeout_ms", registry.timeout_ms),
+        (
+            "schema_registry.retry_initial_backoff_ms",
+            registry.retry_initial_backoff_ms,
+        ),
+        (
+            "schema_registry.retry_max_backoff_ms",
+            registry.retry_max_backoff_ms,
+        ),
+    ] {
+        if value == 0 {
+            return Err(invalid(name, "must be at least 1"));
+        }
+    }
+    if registry.retry_max_backoff_ms < registry.retry_initial_backoff_ms {
+        return Err(invalid(
+            "schema_registry.retry_max_backoff_ms",
+            "must be at least retry_initial_backoff_ms",
+        ));
+    }
+    Ok(Some(RegistrySettings {
+        url,
+        auth,
+        ca_pem,
+        timeout: Duration::from_millis(registry.timeout_ms),
+        backoff: Backoff {
+            initial: Duration::from_millis(registry.retry_initial_backoff_ms),
+            max: Duration::from_millis(registry.retry_max_backoff_ms),
+        },
+        not_found_ttl: Duration::from_millis(registry.not_found_ttl_ms),
+    }))
 }
 
 fn build_mapping(raw: &RawConfig) -> Result<Mapping, ConfigError> {
@@ -764,5 +985,7 @@ fn build_log(raw: &RawConfig) -> Result<LogSettings, ConfigError> {
     })
 }
 
+#[cfg(test)]
+mod schema_tests;
 #[cfg(test)]
 mod tests;

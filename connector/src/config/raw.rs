@@ -20,6 +20,9 @@ pub struct RawConfig {
     /// How record values are decoded and validated.
     #[serde(default)]
     pub schema: RawSchema,
+    /// The Confluent-compatible Schema Registry, if records name registry schemas.
+    #[serde(default)]
+    pub schema_registry: RawSchemaRegistry,
     /// How a record becomes an InfluxDB point.
     #[serde(default)]
     pub mapping: RawMapping,
@@ -116,11 +119,21 @@ impl PropertyValue {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSchema {
-    /// `auto` (detect per record), `json` or `confluent_json`.
+    /// `auto` (detect per record), `json`, `confluent` (or its old name `confluent_json`),
+    /// `avro` or `avro_single_object`.
     #[serde(default = "default_format")]
     pub format: String,
-    /// JSON Schema every record must satisfy; without it records are not schema-validated.
+    /// JSON Schema every plain JSON record must satisfy; without it records are not
+    /// schema-validated.
     pub json_schema_file: Option<PathBuf>,
+    /// Also validate registry-framed JSON records against `json_schema_file`.
+    #[serde(default, deserialize_with = "flexible")]
+    pub validate_registry_json_locally: bool,
+    /// Local Avro reader schema: registry Avro records resolve to it; raw Avro is read with it.
+    pub avro_schema_file: Option<PathBuf>,
+    /// More Avro writer schemas for single-object encoding, found by fingerprint.
+    #[serde(default = "empty_list")]
+    pub avro_writer_schema_files: StringList,
 }
 
 impl Default for RawSchema {
@@ -128,8 +141,74 @@ impl Default for RawSchema {
         Self {
             format: default_format(),
             json_schema_file: None,
+            validate_registry_json_locally: false,
+            avro_schema_file: None,
+            avro_writer_schema_files: empty_list(),
         }
     }
+}
+
+/// `[schema_registry]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchemaRegistry {
+    /// Base URL; unset means no registry.
+    pub url: Option<String>,
+    /// Basic auth as `user:password`, as Confluent clients configure it.
+    pub basic_auth_user_info: Option<Secret>,
+    /// File holding `user:password`.
+    pub basic_auth_user_info_file: Option<PathBuf>,
+    /// Bearer token.
+    pub bearer_token: Option<Secret>,
+    /// File holding the bearer token.
+    pub bearer_token_file: Option<PathBuf>,
+    /// PEM file of CA certificates to trust (in addition to the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Timeout of one request, in milliseconds.
+    #[serde(default = "default_registry_timeout_ms", deserialize_with = "flexible")]
+    pub timeout_ms: u64,
+    /// First retry delay, in milliseconds.
+    #[serde(default = "default_retry_initial_ms", deserialize_with = "flexible")]
+    pub retry_initial_backoff_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    #[serde(
+        default = "default_registry_retry_max_ms",
+        deserialize_with = "flexible"
+    )]
+    pub retry_max_backoff_ms: u64,
+    /// How long an unknown schema id is remembered before the registry is asked again.
+    #[serde(default = "default_not_found_ttl_ms", deserialize_with = "flexible")]
+    pub not_found_ttl_ms: u64,
+}
+
+impl Default for RawSchemaRegistry {
+    fn default() -> Self {
+        Self {
+            url: None,
+            basic_auth_user_info: None,
+            basic_auth_user_info_file: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            ca_file: None,
+            timeout_ms: default_registry_timeout_ms(),
+            retry_initial_backoff_ms: default_retry_initial_ms(),
+            retry_max_backoff_ms: default_registry_retry_max_ms(),
+            not_found_ttl_ms: default_not_found_ttl_ms(),
+        }
+    }
+}
+
+fn empty_list() -> StringList {
+    StringList::List(Vec::new())
+}
+fn default_registry_timeout_ms() -> u64 {
+    5_000
+}
+fn default_registry_retry_max_ms() -> u64 {
+    10_000
+}
+fn default_not_found_ttl_ms() -> u64 {
+    60_000
 }
 
 /// `[mapping]`
