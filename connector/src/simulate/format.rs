@@ -26,6 +26,9 @@ use super::fleet::{Reading, Sample};
 
 /// The Confluent wire format's magic byte.
 pub const CONFLUENT_MAGIC: u8 = 0x00;
+/// The first byte of [`Fault::WrongMagic`] values. Not `0x01`: newer Confluent clients read a
+/// leading `0x01` as a 16-byte schema GUID, which would make this fault an unknown-GUID one.
+pub const WRONG_MAGIC: u8 = 0x02;
 
 /// The wire format of simulated record values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +86,8 @@ pub enum Fault {
     /// The JSON text of the reading on an Avro topic (a producer with the wrong serializer).
     /// Its first byte `{` reads as a negative Avro string length.
     JsonText,
-    /// A Confluent frame whose first byte is `0x01` instead of `0x00`.
+    /// A Confluent frame whose first byte is [`WRONG_MAGIC`] instead of `0x00`: a framing
+    /// version no consumer knows.
     WrongMagic,
     /// A well-formed frame with a schema id the registry does not know.
     UnregisteredSchemaId,
@@ -335,7 +339,7 @@ impl Encoder {
             Fault::WrongMagic => {
                 let body = self.body(sample)?;
                 let id = self.framing.map_or(0, |framing| framing.schema_id);
-                frame_with_magic(0x01, id, &body)
+                frame_with_magic(WRONG_MAGIC, id, &body)
             }
             Fault::UnregisteredSchemaId => {
                 let body = self.body(sample)?;

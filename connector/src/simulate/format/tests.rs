@@ -220,7 +220,7 @@ fn avro_sr_faults_fail_where_they_should() {
             .encode(&reading(Some(sequence_of(Format::AvroSr, fault))))
             .unwrap()
     };
-    assert_eq!(value(Fault::WrongMagic).first(), Some(&0x01));
+    assert_eq!(value(Fault::WrongMagic).first(), Some(&WRONG_MAGIC));
     assert_eq!(
         value(Fault::UnregisteredSchemaId).get(..5),
         Some(&frame(FRAMING.unregistered_id, &[])[..])
