@@ -6,6 +6,10 @@
 //! (`https://user:password@host`, as Confluent's clients accept). They are taken out of the URL
 //! at once, so every URL this module keeps, logs or puts in an error is free of them.
 //!
+//! Why not the sink's [`crate::registry`] client: that one only reads schemas and waits out a
+//! registry outage for as long as it lasts, as the pipeline must. The simulator writes a schema
+//! once, at start-up, and should give up with a clear error after a few attempts.
+//!
 //! # Retry policy
 //! | outcome | what the client does |
 //! |---|---|
@@ -17,14 +21,16 @@
 
 use std::time::Duration;
 
-use percent_encoding::percent_decode_str;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::reject::truncate_message;
-use crate::secret::Secret;
+
+mod settings;
+
+pub use settings::{BasicAuth, RegistrySettings};
 
 /// Content type of Schema Registry requests and responses.
 const REGISTRY_CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -44,109 +50,6 @@ pub enum SchemaType {
     Json,
     /// Avro: the registry's default, so Confluent's clients leave `schemaType` out.
     Avro,
-}
-
-/// HTTP basic credentials for the registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BasicAuth {
-    /// User name (an API key on Confluent Cloud).
-    pub user: String,
-    /// Password (an API secret on Confluent Cloud).
-    pub password: Secret,
-}
-
-impl BasicAuth {
-    /// Parses `user:password` (the password may contain `:`, the user may not).
-    pub fn parse(text: &Secret) -> Result<Self, RegistryError> {
-        match text.expose().split_once(':') {
-            Some((user, password)) if !user.is_empty() => Ok(Self {
-                user: user.to_owned(),
-                password: Secret::new(password),
-            }),
-            _ => Err(RegistryError::InvalidBasicAuth),
-        }
-    }
-}
-
-/// Where the registry is and how to log in; validated, credentials kept apart from the URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistrySettings {
-    url: Url,
-    auth: Option<BasicAuth>,
-}
-
-impl RegistrySettings {
-    /// Validates `--registry-url` and `--registry-basic-auth`. Errors never repeat the URL, which
-    /// may hold a password.
-    pub fn new(url: &str, basic_auth: Option<&Secret>) -> Result<Self, RegistryError> {
-        let mut url = Url::parse(url).map_err(|error| RegistryError::InvalidUrl {
-            reason: error.to_string(),
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(RegistryError::InvalidUrl {
-                reason: format!("scheme {:?} is not http or https", url.scheme()),
-            });
-        }
-        let from_url = take_user_info(&mut url)?;
-        let from_flag = basic_auth.map(BasicAuth::parse).transpose()?;
-        let auth = match (from_url, from_flag) {
-            (Some(_), Some(_)) => return Err(RegistryError::ConflictingCredentials),
-            (from_url, from_flag) => from_url.or(from_flag),
-        };
-        // The query and fragment have no place in an API base URL; dropping them keeps paths
-        // appended below well-formed.
-        url.set_query(None);
-        url.set_fragment(None);
-        Ok(Self { url, auth })
-    }
-
-    /// The registry's base URL, without credentials: safe to print.
-    pub fn url(&self) -> &Url {
-        &self.url
-    }
-
-    /// Whether requests carry basic credentials.
-    pub fn has_credentials(&self) -> bool {
-        self.auth.is_some()
-    }
-
-    /// The base URL with `segments` appended, keeping any path prefix (a registry behind a
-    /// proxy at `https://host/registry/`).
-    fn endpoint(&self, segments: &[&str]) -> Url {
-        let mut url = self.url.clone();
-        // `new` admits only http(s) URLs, which always have a path to extend.
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
-        }
-        url
-    }
-}
-
-/// Moves `user:password@` out of the URL into credentials.
-fn take_user_info(url: &mut Url) -> Result<Option<BasicAuth>, RegistryError> {
-    if url.username().is_empty() && url.password().is_none() {
-        return Ok(None);
-    }
-    let decode = |text: &str| {
-        percent_decode_str(text)
-            .decode_utf8()
-            .map(|text| text.into_owned())
-            .map_err(|_| RegistryError::InvalidUrl {
-                reason: "its user info is not valid UTF-8 once percent-decoded".into(),
-            })
-    };
-    let user = decode(url.username())?;
-    let password = decode(url.password().unwrap_or_default())?;
-    let stripped = url.set_username("").is_ok() && url.set_password(None).is_ok();
-    if user.is_empty() || !stripped {
-        return Err(RegistryError::InvalidUrl {
-            reason: "its user info must be user:password".into(),
-        });
-    }
-    Ok(Some(BasicAuth {
-        user,
-        password: Secret::new(password),
-    }))
 }
 
 /// Why talking to the registry failed. No variant holds a credential.

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 
 use super::*;
+use crate::secret::Secret;
 
 /// One request the fake registry received.
 #[derive(Debug, Clone)]
