@@ -26,7 +26,8 @@
 //! - [`inflight`]: batches being written (up to `write_concurrency` at once).
 //! - [`watermark`]: per-partition committable offsets over batches finishing in any order.
 //! - [`pipeline`]: the loop wiring the stages: recv → decode → map → batch → write → store.
-//! - [`simulate`]: the emergency-generator simulator.
+//! - [`simulate`]: the emergency-generator simulator, in plain JSON, Confluent-framed JSON or
+//!   Avro (schema registered in a Schema Registry) or bare Avro.
 //!
 //! # Delivery guarantee
 //! At-least-once with idempotent effect. An offset is committed only after every record before

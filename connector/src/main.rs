@@ -7,7 +7,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kafka_influx_sink::config::Config;
-use kafka_influx_sink::simulate::{KeyMode, Limit, SimulateOptions};
+use kafka_influx_sink::secret::Secret;
+use kafka_influx_sink::simulate::{
+    Format, FormatOptions, KeyMode, Limit, RegistrySettings, SimulateOptions,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Kafka → InfluxDB sink that never loses a record: schema-validated records become line
@@ -69,19 +72,64 @@ struct SimulateArgs {
     /// Record key: the generator id, or a fresh UUID per record (as the original producer).
     #[arg(long, value_enum, default_value_t = KeyArg::Uuid)]
     key: KeyArg,
-    /// Share of records (0.0-1.0) made invalid on purpose: broken JSON, missing or mistyped
-    /// fields, NaN, empty generator ids.
+    /// Share of records (0.0-1.0) made invalid on purpose. JSON formats: broken JSON, missing
+    /// or mistyped fields, NaN, empty generator ids; json-sr adds a wrong magic byte, an
+    /// unregistered schema id and a truncated frame. Avro formats: truncated datums, garbage
+    /// bytes, JSON text on an Avro topic (avro), a wrong magic byte, an unregistered schema id
+    /// and a truncated frame (avro-sr), empty generator ids. An encoded Avro record cannot
+    /// violate its schema, so Avro faults are undecodable bytes or bad frames.
     #[arg(long, default_value_t = 0.0)]
     invalid_ratio: f64,
     /// Seed for positions, readings and the choice of invalid records.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Wire format of the values: json (plain JSON text), json-sr (Confluent framing: 0x00, the
+    /// 4-byte big-endian schema id, JSON), avro-sr (Confluent framing, Avro binary) or avro
+    /// (Avro binary, no framing). The -sr formats register the schema under <topic>-value.
+    #[arg(long, value_enum, default_value_t = FormatArg::Json)]
+    format: FormatArg,
+    /// Schema Registry base URL, required by json-sr and avro-sr. Credentials may be given as
+    /// user info (https://user:password@host); they are never printed.
+    #[arg(long, value_name = "URL", required_if_eq_any = [("format", "json-sr"), ("format", "avro-sr")])]
+    registry_url: Option<String>,
+    /// Schema Registry credentials as user:password (Confluent Cloud: API key and secret).
+    #[arg(long, value_name = "USER:PASSWORD", env = "KIS_REGISTRY_BASIC_AUTH", hide_env_values = true, value_parser = parse_secret)]
+    registry_basic_auth: Option<Secret>,
+    /// Schema file replacing the built-in one: a JSON Schema for json-sr
+    /// (default schemas/generator.schema.json), an Avro schema for avro-sr and avro
+    /// (default schemas/generator.avsc).
+    #[arg(long, value_name = "FILE")]
+    schema_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum KeyArg {
     Generator,
     Uuid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    Json,
+    JsonSr,
+    AvroSr,
+    Avro,
+}
+
+impl From<FormatArg> for Format {
+    fn from(format: FormatArg) -> Self {
+        match format {
+            FormatArg::Json => Format::Json,
+            FormatArg::JsonSr => Format::JsonSr,
+            FormatArg::AvroSr => Format::AvroSr,
+            FormatArg::Avro => Format::Avro,
+        }
+    }
+}
+
+/// Wraps the value at once, so that not even `Debug` of the arguments shows it.
+fn parse_secret(text: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(text))
 }
 
 fn main() -> ExitCode {
@@ -169,6 +217,23 @@ async fn simulate(
             .cloned()
             .context("kafka.topics is empty")?,
     };
+    let format = Format::from(args.format);
+    anyhow::ensure!(
+        format.uses_registry()
+            || (args.registry_url.is_none() && args.registry_basic_auth.is_none()),
+        "--registry-url and --registry-basic-auth are only used by --format json-sr and avro-sr"
+    );
+    anyhow::ensure!(
+        format != Format::Json || args.schema_file.is_none(),
+        "--schema-file is only used by --format json-sr, avro-sr and avro"
+    );
+    let registry = match &args.registry_url {
+        Some(url) => Some(RegistrySettings::new(
+            url,
+            args.registry_basic_auth.as_ref(),
+        )?),
+        None => None,
+    };
     let options = SimulateOptions {
         topic,
         generators: args.generators,
@@ -180,10 +245,15 @@ async fn simulate(
         },
         invalid_ratio: args.invalid_ratio,
         seed: args.seed,
+        format: FormatOptions {
+            format,
+            schema_file: args.schema_file,
+            registry,
+        },
     };
     let summary = kafka_influx_sink::simulate::simulate(&config.kafka, &options, shutdown)
         .await
-        .context("cannot create the Kafka producer")?;
+        .context("simulation failed")?;
     println!("{}", serde_json::to_string(&summary)?);
     anyhow::ensure!(
         summary.failed == 0,
