@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::line_protocol::Point;
+use crate::line_protocol::{FieldValue, Point};
 use crate::reject::{Rejection, Stage, truncate_message};
 
 /// Where a value sits in a record: a top-level key, or a JSON Pointer (`/meta/site`, `/readings/0`).
@@ -285,7 +285,9 @@ impl Mapping {
                     });
                 }
                 // Every number becomes a float, so `400` and `400.5` never conflict in InfluxDB.
-                Some(Value::Number(number)) => number.as_f64().unwrap_or(f64::NAN),
+                Some(Value::Number(number)) => {
+                    FieldValue::Float(number.as_f64().unwrap_or(f64::NAN))
+                }
                 Some(other) => {
                     return Err(MapError::NonNumericField {
                         path: path.to_string(),
@@ -307,7 +309,7 @@ impl Mapping {
             })?;
         }
         Ok(Point {
-            measurement: &self.measurement,
+            measurement: Cow::Borrowed(&self.measurement),
             tags,
             fields,
             timestamp_ns,
@@ -411,13 +413,14 @@ mod tests {
         assert_eq!(point.tags, vec![("generatorID", Cow::Borrowed("gen-7"))]);
         assert_eq!(
             point.fields,
-            vec![
+            [
                 ("lat", 51.5),
                 ("lon", -0.12),
                 ("temperature", 36.2),
                 ("pressure", 1.02),
                 ("fuel", 400.0)
             ]
+            .map(|(name, value)| (name, FieldValue::Float(value)))
         );
         assert_eq!(point.timestamp_ns, 1_700_000_000_123_000_000);
     }
