@@ -41,7 +41,7 @@ use crate::line_protocol;
 use crate::map::{KafkaContext, Mapping};
 use crate::metrics::{self, Telemetry};
 use crate::reject::Rejection;
-use crate::source::{self, SourceConsumer};
+use crate::source::{self, RecordHeaders, SourceConsumer};
 use crate::write::InfluxWriter;
 
 /// What a run did, reported at shutdown.
@@ -451,10 +451,14 @@ impl Stages {
             .decoder
             .decode(message.payload())
             .map_err(|error| error.rejection())?;
+        let headers = RecordHeaders(message.headers());
         let kafka = KafkaContext {
-            timestamp_ms: message.timestamp().to_millis(),
+            topic: message.topic(),
             partition: message.partition(),
             offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
+            key: message.key(),
+            headers: &headers,
         };
         let point = self
             .mapping
