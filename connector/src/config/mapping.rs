@@ -4,8 +4,8 @@
 use super::raw::{Entry, EntryList, RawField, RawMapping, RawTag, TagFrom};
 use super::{ConfigError, invalid};
 use crate::map::{
-    Collisions, ExtraFields, Field, FieldPath, FieldType, Mapping, Measurement, Tag, TagSource,
-    TimeUnit, TimestampSource,
+    Collisions, ExtraFields, Field, FieldPath, FieldType, Mapping, Measurement, RESERVED_KEY, Tag,
+    TagSource, TimeUnit, TimestampSource,
 };
 
 /// The measurement used when neither `measurement` nor `measurement_field` is set.
@@ -108,6 +108,18 @@ fn check_writable(key: &str, what: &str, text: &str) -> Result<(), ConfigError> 
     Ok(())
 }
 
+/// InfluxDB refuses a tag or field key `time` (1.x: "invalid field name"), so every point
+/// would be refused; say so at start-up instead.
+fn check_not_time(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name == RESERVED_KEY {
+        return Err(invalid(
+            key,
+            "InfluxDB refuses a tag or field named `time`; give it another name, e.g. { name = \"event_time\", path = \"time\" }",
+        ));
+    }
+    Ok(())
+}
+
 fn check_unique<'n>(
     section: &str,
     names: impl Iterator<Item = &'n String>,
@@ -140,6 +152,7 @@ fn build_tags(list: &EntryList<RawTag>) -> Result<Vec<Tag>, ConfigError> {
             Entry::Table(table) => build_tag(&key, table)?,
         };
         check_writable(&key, "tag name", &tag.name)?;
+        check_not_time(&key, &tag.name)?;
         tags.push(tag);
     }
     check_unique("tags", tags.iter().map(|tag| &tag.name))?;
@@ -258,6 +271,7 @@ fn build_fields(list: &EntryList<RawField>) -> Result<Vec<Field>, ConfigError> {
             }
         };
         check_writable(&key, "field name", &field.name)?;
+        check_not_time(&key, &field.name)?;
         fields.push(field);
     }
     check_unique("fields", fields.iter().map(|field| &field.name))?;

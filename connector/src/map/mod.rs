@@ -178,6 +178,9 @@ impl Field {
     }
 }
 
+/// The key InfluxDB refuses as a tag or field key: it names the timestamp column.
+pub const RESERVED_KEY: &str = "time";
+
 /// What happens to top-level record keys the mapping does not read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -186,8 +189,8 @@ pub enum ExtraFields {
     #[default]
     Ignore,
     /// Each one holding a number, boolean or string becomes a field with `auto` typing; nulls,
-    /// objects and arrays are skipped, and so are keys listed in `ignore` or named like a
-    /// configured tag or field.
+    /// objects and arrays are skipped, and so are keys listed in `ignore`, keys named like a
+    /// configured tag or field, and `time`, which InfluxDB refuses as a field key.
     Include,
     /// A record with such a key (not listed in `ignore`) is rejected, naming the key.
     Reject,
@@ -330,7 +333,10 @@ impl Mapping {
         }
         if self.extra_fields == ExtraFields::Include {
             for (key, value) in object {
-                if self.is_known(key) || self.names.binary_search(key).is_ok() {
+                if self.is_known(key)
+                    || self.names.binary_search(key).is_ok()
+                    || key == RESERVED_KEY
+                {
                     continue;
                 }
                 if let Some(value) = value::auto(value) {

@@ -196,11 +196,7 @@ mod tests {
             (json!(400.0), Integer, FieldValue::Integer(400)),
             (json!(-0.0), Integer, FieldValue::Integer(0)),
             (json!(i64::MIN), Integer, FieldValue::Integer(i64::MIN)),
-            (
-                json!(-TWO_POW_63),
-                Integer,
-                FieldValue::Integer(i64::MIN),
-            ),
+            (json!(-TWO_POW_63), Integer, FieldValue::Integer(i64::MIN)),
             (json!(u64::MAX), Unsigned, FieldValue::Unsigned(u64::MAX)),
             (json!(3.0), Unsigned, FieldValue::Unsigned(3)),
             (json!(-0.0), Unsigned, FieldValue::Unsigned(0)),
