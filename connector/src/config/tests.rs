@@ -617,3 +617,61 @@ fn environment_overrides_the_mapping_with_simple_strings_and_arrays() {
     assert!(message.starts_with("mapping.extra_fields:"), "{message}");
     assert!(message.contains("KIS_MAPPING__EXTRA_FIELDS"), "{message}");
 }
+
+/// The fenced blocks of one `#### Example:` section of the README, in order.
+fn readme_example(title: &str) -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let heading = format!("#### Example: {title}\n");
+    let start = readme
+        .find(&heading)
+        .unwrap_or_else(|| panic!("no {heading:?}"))
+        + heading.len();
+    let section = &readme[start..];
+    let section = &section[..section.find("\n#").unwrap_or(section.len())];
+    section
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .map(|block| {
+            block
+                .split_once('\n')
+                .map_or("", |(_, body)| body)
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn readme_mapping_examples_write_the_lines_they_show() {
+    let generator = readme_example("the generator default");
+    let config = parse(&format!("{MINIMAL}\n{}", generator[0])).unwrap();
+    assert_eq!(
+        line_for(&config, serde_json::json!({"generatorID": "gen-7", "lat": 51.5, "lon": -0.12, "temperature": 36.2, "pressure": 1.02, "fuel": 400}), crate::map::KafkaContext { timestamp_ms: Some(1_700_000_000_123), ..kafka_at(None, &crate::map::NoHeaders) }).unwrap(),
+        "generator,generatorID=gen-7 lat=51.5,lon=-0.12,temperature=36.2,pressure=1.02,fuel=400 1700000000123000000\n"
+    );
+    let nested = readme_example("a nested record");
+    let config = parse(&format!("{MINIMAL}\n{}", nested[0])).unwrap();
+    let headers = [("source-system", b"erp".as_slice())];
+    assert_eq!(
+        line_for(
+            &config,
+            serde_json::from_str(&nested[1]).unwrap(),
+            kafka_at(Some(b"dev-9"), &headers)
+        )
+        .unwrap(),
+        nested[2]
+    );
+    let include = readme_example("`extra_fields = \"include\"`");
+    let config = parse(&format!("{MINIMAL}\n{}", include[0])).unwrap();
+    assert_eq!(
+        line_for(
+            &config,
+            serde_json::from_str(&include[1]).unwrap(),
+            kafka_at(None, &crate::map::NoHeaders)
+        )
+        .unwrap(),
+        include[2]
+    );
+}
