@@ -14,7 +14,7 @@
 //! - [`config`]: the TOML file and `KIS_…` environment overrides → validated [`config::Config`].
 //! - [`source`]: the consumer group; the only place offsets are stored and committed.
 //! - [`decode`]: wire formats (plain JSON, Confluent framing) and JSON Schema validation.
-//! - [`map`]: a decoded record → [`line_protocol::Point`].
+//! - [`map`]: a decoded record and its Kafka topic, key and headers → [`line_protocol::Point`].
 //! - [`line_protocol`]: a point → one escaped line.
 //! - [`batch`]: lines, dead letters and the offsets they make committable; the flush policy.
 //! - [`write`](mod@write): the InfluxDB v1/v2/v3 HTTP writer and its response policy.
