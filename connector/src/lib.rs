@@ -17,7 +17,7 @@
 //! - [`source`]: the consumer group; the only place offsets are stored and committed.
 //! - [`decode`]: wire formats (plain JSON, Schema Registry framing, Avro) and validation.
 //! - [`registry`]: the Schema Registry client; a record whose schema is not fetched yet waits.
-//! - [`map`]: a decoded record → [`line_protocol::Point`].
+//! - [`map`]: a decoded record and its Kafka topic, key and headers → [`line_protocol::Point`].
 //! - [`line_protocol`]: a point → one escaped line.
 //! - [`batch`]: lines, dead letters and the offsets they make committable; the flush policy.
 //! - [`write`](mod@write): the InfluxDB v1/v2/v3 HTTP writer and its response policy.

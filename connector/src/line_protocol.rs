@@ -5,9 +5,14 @@
 //! configuration order. Escaping follows the line protocol reference and InfluxData's own
 //! builder: measurement escapes `,` and space; tag keys, tag values and field keys escape `,`,
 //! `=` and space; every escaped element also escapes `\` so a trailing backslash can never
-//! swallow the delimiter after it. Line breaks cannot be escaped at all, and InfluxDB's parsers
-//! refuse elements ending in a backslash, so such elements are rejected rather than written as
-//! a line InfluxDB would refuse.
+//! swallow the delimiter after it. String field values are written in double quotes with `"`
+//! and `\` escaped, which is all the reference allows there. Line breaks cannot be escaped
+//! anywhere, and InfluxDB's parsers refuse unquoted elements ending in a backslash, so such
+//! elements are rejected rather than written as a line InfluxDB would refuse.
+//!
+//! Field types are written as the reference spells them: floats without a suffix (`1.5`,
+//! `400`), signed integers with `i` (`400i`), unsigned integers with `u` (`400u`), booleans as
+//! `true`/`false`, strings quoted (`"on"`).
 
 use std::borrow::Cow;
 use std::io::Write as _;
@@ -17,14 +22,32 @@ use crate::reject::{Rejection, Stage, truncate_message};
 /// One InfluxDB point, borrowing from the record it was mapped from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point<'a> {
-    /// Measurement name.
-    pub measurement: &'a str,
+    /// Measurement name: borrowed from the mapping or the record, owned when rendered from a
+    /// template.
+    pub measurement: Cow<'a, str>,
     /// Tag key and value pairs, in the order they are written.
     pub tags: Vec<(&'a str, Cow<'a, str>)>,
-    /// Float fields, in the order they are written.
-    pub fields: Vec<(&'a str, f64)>,
+    /// Fields, in the order they are written.
+    pub fields: Vec<(&'a str, FieldValue<'a>)>,
     /// Nanoseconds since the Unix epoch.
     pub timestamp_ns: i64,
+}
+
+/// A field value with its line protocol type. InfluxDB fixes a field's type by the first value
+/// written to it, so the type is chosen by the mapping, never guessed from the text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue<'a> {
+    /// A 64-bit float, written without a suffix (`1.5`, `400`).
+    Float(f64),
+    /// A signed 64-bit integer, written with an `i` suffix (`400i`).
+    Integer(i64),
+    /// An unsigned 64-bit integer, written with a `u` suffix (`400u`). InfluxDB 1.x refuses
+    /// these; 2.x and 3.x store them.
+    Unsigned(u64),
+    /// A boolean, written `true` or `false`.
+    Boolean(bool),
+    /// A string, written in double quotes with `"` and `\` escaped.
+    String(Cow<'a, str>),
 }
 
 /// Why a point cannot be written as line protocol.
@@ -69,7 +92,7 @@ pub enum LineProtocolError {
     /// Line breaks cannot be escaped in line protocol.
     #[error("{element} `{text}` contains a line break, which line protocol cannot carry")]
     LineBreak {
-        /// Which element: measurement, tag key, tag value, field key.
+        /// Which element: measurement, tag key, tag value, field key, field value.
         element: &'static str,
         /// The element, with line breaks shown as `\n`.
         text: String,
@@ -98,13 +121,14 @@ impl LineProtocolError {
 
 const MEASUREMENT_SPECIALS: &[u8] = b", \\";
 const KEY_SPECIALS: &[u8] = b",= \\";
+const STRING_SPECIALS: &[u8] = b"\"\\";
 
 /// Appends `point` as one line (ending in `\n`) to `out`.
 ///
 /// Nothing is appended when the point is rejected, so a batch buffer never holds half a line.
 pub fn encode(point: &Point<'_>, out: &mut Vec<u8>) -> Result<(), LineProtocolError> {
     check(point)?;
-    escape_into(point.measurement, MEASUREMENT_SPECIALS, out);
+    escape_into(&point.measurement, MEASUREMENT_SPECIALS, out);
     for (key, value) in &point.tags {
         out.push(b',');
         escape_into(key, KEY_SPECIALS, out);
@@ -115,9 +139,27 @@ pub fn encode(point: &Point<'_>, out: &mut Vec<u8>) -> Result<(), LineProtocolEr
         out.push(if index == 0 { b' ' } else { b',' });
         escape_into(key, KEY_SPECIALS, out);
         out.push(b'=');
-        // `Display` for f64 prints the shortest text that parses back to the same value and
-        // never uses an exponent; without an `i` suffix line protocol reads it as a float.
-        let _ = write!(out, "{value}");
+        match value {
+            // `Display` for f64 prints the shortest text that parses back to the same value and
+            // never uses an exponent; without an `i` suffix line protocol reads it as a float.
+            FieldValue::Float(number) => {
+                let _ = write!(out, "{number}");
+            }
+            FieldValue::Integer(number) => {
+                let _ = write!(out, "{number}i");
+            }
+            FieldValue::Unsigned(number) => {
+                let _ = write!(out, "{number}u");
+            }
+            FieldValue::Boolean(flag) => {
+                out.extend_from_slice(if *flag { b"true" } else { b"false" });
+            }
+            FieldValue::String(text) => {
+                out.push(b'"');
+                escape_into(text, STRING_SPECIALS, out);
+                out.push(b'"');
+            }
+        }
     }
     let _ = write!(out, " {}", point.timestamp_ns);
     out.push(b'\n');
@@ -128,7 +170,7 @@ fn check(point: &Point<'_>) -> Result<(), LineProtocolError> {
     if point.measurement.is_empty() {
         return Err(LineProtocolError::EmptyMeasurement);
     }
-    check_representable("measurement", point.measurement)?;
+    check_representable("measurement", &point.measurement)?;
     for (key, value) in &point.tags {
         if key.is_empty() {
             return Err(LineProtocolError::EmptyKey { element: "tag" });
@@ -149,11 +191,17 @@ fn check(point: &Point<'_>) -> Result<(), LineProtocolError> {
             return Err(LineProtocolError::EmptyKey { element: "field" });
         }
         check_representable("field key", key)?;
-        if !value.is_finite() {
-            return Err(LineProtocolError::NonFiniteField {
-                key: (*key).to_owned(),
-                value: *value,
-            });
+        match value {
+            FieldValue::Float(number) if !number.is_finite() => {
+                return Err(LineProtocolError::NonFiniteField {
+                    key: (*key).to_owned(),
+                    value: *number,
+                });
+            }
+            // Inside quotes a trailing backslash is escaped like any other, so only line
+            // breaks are unrepresentable.
+            FieldValue::String(text) => check_single_line("field value", text)?,
+            _ => {}
         }
     }
     Ok(())
@@ -166,6 +214,10 @@ fn check_representable(element: &'static str, text: &str) -> Result<(), LineProt
             text: text.to_owned(),
         });
     }
+    check_single_line(element, text)
+}
+
+fn check_single_line(element: &'static str, text: &str) -> Result<(), LineProtocolError> {
     if text.contains(['\n', '\r']) {
         return Err(LineProtocolError::LineBreak {
             element,
@@ -193,7 +245,7 @@ fn escape_into(text: &str, specials: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use influxdb_line_protocol::{FieldValue, parse_lines};
+    use influxdb_line_protocol::{FieldValue as Parsed, parse_lines};
     use proptest::prelude::*;
 
     fn line(point: &Point<'_>) -> String {
@@ -204,9 +256,13 @@ mod tests {
 
     fn generator_point() -> Point<'static> {
         Point {
-            measurement: "generator",
+            measurement: Cow::Borrowed("generator"),
             tags: vec![("generatorID", Cow::Borrowed("gen-7"))],
-            fields: vec![("fuel", 400.0), ("temperature", 36.2), ("lat", -0.12)],
+            fields: vec![
+                ("fuel", FieldValue::Float(400.0)),
+                ("temperature", FieldValue::Float(36.2)),
+                ("lat", FieldValue::Float(-0.12)),
+            ],
             timestamp_ns: 1_700_000_000_123_000_000,
         }
     }
@@ -220,11 +276,37 @@ mod tests {
     }
 
     #[test]
+    fn golden_line_with_every_field_type() {
+        let point = Point {
+            measurement: Cow::Borrowed("m"),
+            tags: vec![],
+            fields: vec![
+                ("f", FieldValue::Float(-1.5)),
+                ("i", FieldValue::Integer(i64::MIN)),
+                ("u", FieldValue::Unsigned(u64::MAX)),
+                ("t", FieldValue::Boolean(true)),
+                ("n", FieldValue::Boolean(false)),
+                (
+                    "s",
+                    FieldValue::String(Cow::Borrowed(r#"say "hi", a=b \ c\"#)),
+                ),
+                ("e", FieldValue::String(Cow::Borrowed(""))),
+            ],
+            timestamp_ns: -1,
+        };
+        assert_eq!(
+            line(&point),
+            "m f=-1.5,i=-9223372036854775808i,u=18446744073709551615u,t=true,n=false,\
+             s=\"say \\\"hi\\\", a=b \\\\ c\\\\\",e=\"\" -1\n"
+        );
+    }
+
+    #[test]
     fn escapes_each_element_by_its_own_rules() {
         let point = Point {
-            measurement: "my meas,ure=ment",
+            measurement: Cow::Borrowed("my meas,ure=ment"),
             tags: vec![("tag key,=", Cow::Borrowed("va lue,=\\x"))],
-            fields: vec![("field key,=", 1.5)],
+            fields: vec![("field key,=", FieldValue::Float(1.5))],
             timestamp_ns: 1,
         };
         assert_eq!(
@@ -234,13 +316,13 @@ mod tests {
     }
 
     #[test]
-    fn integers_are_written_as_floats_without_suffix() {
+    fn integral_floats_are_written_without_suffix() {
         let mut point = generator_point();
-        point.fields = vec![("fuel", 400.0)];
+        point.fields = vec![("fuel", FieldValue::Float(400.0))];
         assert!(line(&point).contains(" fuel=400 "));
         let text = line(&point);
         let parsed = parse_lines(&text).next().unwrap().unwrap();
-        assert_eq!(parsed.field_set[0].1, FieldValue::F64(400.0));
+        assert_eq!(parsed.field_set[0].1, Parsed::F64(400.0));
     }
 
     #[test]
@@ -248,7 +330,7 @@ mod tests {
         let cases: Vec<(Point<'static>, LineProtocolError)> = vec![
             (
                 Point {
-                    measurement: "",
+                    measurement: Cow::Borrowed(""),
                     ..generator_point()
                 },
                 LineProtocolError::EmptyMeasurement,
@@ -274,7 +356,17 @@ mod tests {
             ),
             (
                 Point {
-                    fields: vec![("fuel", f64::NAN)],
+                    fields: vec![("note", FieldValue::String(Cow::Borrowed("a\r\nb")))],
+                    ..generator_point()
+                },
+                LineProtocolError::LineBreak {
+                    element: "field value",
+                    text: "a\\r\\nb".into(),
+                },
+            ),
+            (
+                Point {
+                    fields: vec![("fuel", FieldValue::Float(f64::NAN))],
                     ..generator_point()
                 },
                 LineProtocolError::NonFiniteField {
@@ -299,7 +391,7 @@ mod tests {
         }
         let mut out = Vec::new();
         let infinite = Point {
-            fields: vec![("fuel", f64::INFINITY)],
+            fields: vec![("fuel", FieldValue::Float(f64::INFINITY))],
             ..generator_point()
         };
         assert!(matches!(
@@ -313,6 +405,32 @@ mod tests {
         proptest::string::string_regex("[a-zA-Z0-9 ,=\\\\\"'_.:/é-]{1,12}").expect("regex")
     }
 
+    /// A field value of any type; strings may be empty and end in a backslash.
+    fn field_value() -> impl Strategy<Value = FieldValue<'static>> {
+        prop_oneof![
+            (proptest::num::f64::NORMAL | proptest::num::f64::ZERO | proptest::num::f64::SUBNORMAL)
+                .prop_map(FieldValue::Float),
+            any::<i64>().prop_map(FieldValue::Integer),
+            any::<u64>().prop_map(FieldValue::Unsigned),
+            any::<bool>().prop_map(FieldValue::Boolean),
+            proptest::string::string_regex("[a-z \\t,=\\\\\"'é{}]{0,12}")
+                .expect("regex")
+                .prop_map(|text| FieldValue::String(Cow::Owned(text))),
+        ]
+    }
+
+    /// What InfluxData's parser must read back for `value`.
+    fn same_value(parsed: &Parsed<'_>, value: &FieldValue<'_>) -> bool {
+        match (parsed, value) {
+            (Parsed::F64(a), FieldValue::Float(b)) => a == b,
+            (Parsed::I64(a), FieldValue::Integer(b)) => a == b,
+            (Parsed::U64(a), FieldValue::Unsigned(b)) => a == b,
+            (Parsed::Boolean(a), FieldValue::Boolean(b)) => a == b,
+            (Parsed::String(a), FieldValue::String(b)) => a.as_str() == b.as_ref(),
+            _ => false,
+        }
+    }
+
     proptest! {
         #[test]
         fn round_trips_through_influxdatas_parser(
@@ -320,25 +438,28 @@ mod tests {
             tag_key in element(),
             tag_value in element(),
             field_key in element(),
-            value in proptest::num::f64::NORMAL | proptest::num::f64::ZERO | proptest::num::f64::SUBNORMAL,
+            values in proptest::collection::vec(field_value(), 1..5),
             timestamp_ns in any::<i64>(),
         ) {
             // Keys starting with `_` or `#` mean something else to some parsers; the escaping,
             // not key policy, is under test here.
             prop_assume!(!measurement.starts_with('#'));
+            // Distinct keys: the field key under test, then numbered ones.
+            let keys: Vec<String> = (0..values.len())
+                .map(|index| if index == 0 { field_key.clone() } else { format!("{field_key}{index}x") })
+                .collect();
+            let point = Point {
+                measurement: Cow::Borrowed(measurement.as_str()),
+                tags: vec![(&tag_key, Cow::Borrowed(tag_value.as_str()))],
+                fields: keys.iter().map(String::as_str).zip(values.iter().cloned()).collect(),
+                timestamp_ns,
+            };
             let unrepresentable = [&measurement, &tag_key, &tag_value, &field_key].iter().any(|text| text.ends_with('\\'));
             if unrepresentable {
-                let point = Point { measurement: &measurement, tags: vec![(&tag_key, Cow::Borrowed(tag_value.as_str()))], fields: vec![(&field_key, value)], timestamp_ns };
                 let rejected = matches!(encode(&point, &mut Vec::new()), Err(LineProtocolError::TrailingBackslash { .. }));
                 prop_assert!(rejected);
                 return Ok(());
             }
-            let point = Point {
-                measurement: &measurement,
-                tags: vec![(&tag_key, Cow::Borrowed(tag_value.as_str()))],
-                fields: vec![(&field_key, value)],
-                timestamp_ns,
-            };
             let text = line(&point);
             let parsed: Vec<_> = parse_lines(&text).collect();
             prop_assert_eq!(parsed.len(), 1, "one line for {:?}", text);
@@ -347,8 +468,11 @@ mod tests {
             let tags = parsed.series.tag_set.expect("tags");
             prop_assert_eq!(tags[0].0.to_string(), tag_key);
             prop_assert_eq!(tags[0].1.to_string(), tag_value);
-            prop_assert_eq!(parsed.field_set[0].0.to_string(), field_key);
-            prop_assert_eq!(&parsed.field_set[0].1, &FieldValue::F64(value));
+            prop_assert_eq!(parsed.field_set.len(), values.len());
+            for ((parsed_key, parsed_value), (key, value)) in parsed.field_set.iter().zip(keys.iter().zip(&values)) {
+                prop_assert_eq!(&parsed_key.to_string(), key);
+                prop_assert!(same_value(parsed_value, value), "{:?} read back as {:?} from {:?}", value, parsed_value, text);
+            }
             prop_assert_eq!(parsed.timestamp, Some(timestamp_ns));
         }
     }

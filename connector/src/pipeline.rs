@@ -47,7 +47,7 @@ use crate::map::{KafkaContext, Mapping};
 use crate::metrics::{self, Telemetry};
 use crate::registry::{RegistryClient, RegistryError};
 use crate::reject::Rejection;
-use crate::source::{self, SourceConsumer};
+use crate::source::{self, RecordHeaders, SourceConsumer};
 use crate::write::InfluxWriter;
 
 /// What a run did, reported at shutdown.
@@ -553,10 +553,14 @@ impl Stages {
             Err(DecodeFailure::NeedsSchema(key)) => return Err(Unencoded::NeedsSchema(key)),
             Err(DecodeFailure::Rejected(error)) => return Err(error.rejection().into()),
         };
+        let headers = RecordHeaders(message.headers());
         let kafka = KafkaContext {
-            timestamp_ms: message.timestamp().to_millis(),
+            topic: message.topic(),
             partition: message.partition(),
             offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
+            key: message.key(),
+            headers: &headers,
         };
         let point = self
             .mapping

@@ -20,11 +20,13 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::Headers;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use crate::batch::NextOffset;
 use crate::inflight::PartitionsInFlight;
+use crate::map::HeaderLookup;
 use crate::metrics::Telemetry;
 
 /// Default cap on librdkafka's prefetch queue, in KiB (override with the property of that name).
@@ -275,6 +277,21 @@ pub fn commit_stored(consumer: &SourceConsumer) -> KafkaResult<()> {
     }
 }
 
+/// A record's headers as the mapping reads them ([`HeaderLookup`]), so `map` needs no
+/// rdkafka types. Looking a name up walks the headers in place: no allocation per record.
+pub struct RecordHeaders<'a, H>(pub Option<&'a H>);
+
+impl<H: Headers> HeaderLookup for RecordHeaders<'_, H> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        // The last header of that name wins, as with Kafka Connect's `lastWithName`.
+        self.0?
+            .iter()
+            .filter(|header| header.key == name)
+            .last()?
+            .value
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +345,32 @@ mod tests {
                 .dead_letter_producer_config()
                 .get("allow.auto.create.topics"),
             Some("false")
+        );
+    }
+
+    #[test]
+    fn record_headers_find_the_last_value_of_a_name() {
+        use rdkafka::message::{Header, OwnedHeaders};
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "source-system",
+                value: Some("old"),
+            })
+            .insert(Header {
+                key: "empty",
+                value: None::<&str>,
+            })
+            .insert(Header {
+                key: "source-system",
+                value: Some("erp"),
+            });
+        let lookup = RecordHeaders(Some(&headers));
+        assert_eq!(lookup.header("source-system"), Some(b"erp".as_slice()));
+        assert_eq!(lookup.header("empty"), None);
+        assert_eq!(lookup.header("missing"), None);
+        assert_eq!(
+            RecordHeaders::<OwnedHeaders>(None).header("source-system"),
+            None
         );
     }
 }

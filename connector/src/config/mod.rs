@@ -13,6 +13,7 @@
 //! or as comma-separated text (`KIS_KAFKA__TOPICS=a,b`). Only variables containing `__` are
 //! configuration, so other `KIS_` variables (used by scripts) are left alone.
 
+mod mapping;
 pub mod raw;
 
 use std::collections::BTreeMap;
@@ -26,7 +27,7 @@ use serde_json::Value;
 use crate::batch::BatchPolicy;
 use crate::dead_letter::{DeadLetterSettings, InvalidRecordPolicy};
 use crate::decode::{Decoder, LocalAvro, WireFormat};
-use crate::map::{Collisions, FieldPath, Mapping, TimeUnit, TimestampSource};
+use crate::map::Mapping;
 use crate::registry::{RegistryAuth, RegistrySettings};
 use crate::secret::Secret;
 use crate::source::KafkaSettings;
@@ -191,6 +192,10 @@ impl Config {
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|error| {
                 let key = error.path().to_string();
                 let mut message = error.inner().to_string();
+                // toml appends "\nin `section`", a coarser repeat of the key named in front.
+                if let Some((head, _)) = message.rsplit_once("\nin `") {
+                    message.truncate(head.len());
+                }
                 if let Some(variable) = overridden.get(&key) {
                     message.push_str(&format!(" (set by environment variable {variable})"));
                 }
@@ -275,7 +280,7 @@ fn build(mut raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
     let kafka = build_kafka(&raw)?;
     let schema_registry = build_schema_registry(&mut raw, base_dir)?;
     let schema = build_schema(&raw, base_dir, schema_registry.is_some())?;
-    let mapping = build_mapping(&raw)?;
+    let mapping = mapping::build(&mut raw.mapping)?;
     let influxdb = build_influxdb(&mut raw, base_dir)?;
     let batch = build_batch(&raw)?;
     let dead_letter = build_dead_letter(&raw, &kafka.topics)?;
@@ -625,114 +630,6 @@ fn build_schema_registry(
         },
         not_found_ttl: Duration::from_millis(registry.not_found_ttl_ms),
     }))
-}
-
-fn build_mapping(raw: &RawConfig) -> Result<Mapping, ConfigError> {
-    let mapping = &raw.mapping;
-    if mapping.measurement.is_empty() || mapping.measurement.contains(['\n', '\r']) {
-        return Err(invalid(
-            "mapping.measurement",
-            "must be non-empty and on one line",
-        ));
-    }
-    let parse_all =
-        |key: &str, items: Vec<String>| -> Result<Vec<(String, FieldPath)>, ConfigError> {
-            let mut parsed: Vec<(String, FieldPath)> = Vec::new();
-            for item in items {
-                let path = FieldPath::parse(&item)
-                    .map_err(|error| invalid(key, format!("`{item}`: {error}")))?;
-                let name = path.default_name();
-                if parsed.iter().any(|(existing, _)| *existing == name) {
-                    return Err(invalid(key, format!("`{name}` is listed twice")));
-                }
-                parsed.push((name, path));
-            }
-            Ok(parsed)
-        };
-    let tags = parse_all("mapping.tags", mapping.tags.items())?;
-    let fields = parse_all("mapping.fields", mapping.fields.items())?;
-    if fields.is_empty() {
-        return Err(invalid(
-            "mapping.fields",
-            "needs at least one field: InfluxDB points must have one",
-        ));
-    }
-    if let Some((name, _)) = tags
-        .iter()
-        .find(|(tag, _)| fields.iter().any(|(field, _)| field == tag))
-    {
-        return Err(invalid(
-            "mapping.fields",
-            format!("`{name}` is also a tag; InfluxDB rejects a key used as both"),
-        ));
-    }
-    let timestamp = &mapping.timestamp;
-    let source = match timestamp.source.as_deref().unwrap_or("kafka") {
-        "kafka" => {
-            if timestamp.field.is_some() || timestamp.unit.is_some() {
-                return Err(invalid(
-                    "mapping.timestamp",
-                    "`field` and `unit` only apply with source = \"field\"",
-                ));
-            }
-            TimestampSource::Kafka
-        }
-        "field" => {
-            let field = timestamp.field.as_deref().ok_or_else(|| {
-                invalid(
-                    "mapping.timestamp.field",
-                    "is required with source = \"field\"",
-                )
-            })?;
-            let path = FieldPath::parse(field)
-                .map_err(|error| invalid("mapping.timestamp.field", error))?;
-            let unit_text = timestamp.unit.as_deref().ok_or_else(|| {
-                invalid(
-                    "mapping.timestamp.unit",
-                    "is required with source = \"field\" (s, ms, us or ns)",
-                )
-            })?;
-            let unit = TimeUnit::parse(unit_text).ok_or_else(|| {
-                invalid(
-                    "mapping.timestamp.unit",
-                    format!("`{unit_text}` is not one of s, ms, us, ns"),
-                )
-            })?;
-            TimestampSource::Field { path, unit }
-        }
-        other => {
-            return Err(invalid(
-                "mapping.timestamp.source",
-                format!("`{other}` is neither `kafka` nor `field`"),
-            ));
-        }
-    };
-    let collisions = match timestamp.collisions.as_deref().unwrap_or("overwrite") {
-        "overwrite" => Collisions::Overwrite,
-        "keep" => {
-            let fine = matches!(
-                &source,
-                TimestampSource::Field {
-                    unit: TimeUnit::Micros | TimeUnit::Nanos,
-                    ..
-                }
-            );
-            if fine {
-                return Err(invalid(
-                    "mapping.timestamp.collisions",
-                    "\"keep\" uses the nanoseconds below the millisecond, so it needs a timestamp in s or ms",
-                ));
-            }
-            Collisions::Keep
-        }
-        other => {
-            return Err(invalid(
-                "mapping.timestamp.collisions",
-                format!("`{other}` is neither `overwrite` nor `keep`"),
-            ));
-        }
-    };
-    Ok(Mapping::new(mapping.measurement.clone(), tags, fields, source).with_collisions(collisions))
 }
 
 fn read_secret_file(key: &str, base_dir: &Path, file: &Path) -> Result<Secret, ConfigError> {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::map::{ExtraFields, FieldType};
 use crate::secret::Secret;
 
 /// The whole configuration file.
@@ -215,15 +216,25 @@ fn default_not_found_ttl_ms() -> u64 {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMapping {
-    /// Measurement name of every point.
-    #[serde(default = "default_measurement")]
-    pub measurement: String,
-    /// Record fields written as tags (a name, or a JSON Pointer such as `/meta/site`).
+    /// Measurement of every point: a fixed name, or a template in which `{topic}` is replaced
+    /// by the record's topic. `generator` unless `measurement_field` is set.
+    pub measurement: Option<String>,
+    /// Take the measurement from this record field (a key or JSON Pointer) instead; a record
+    /// without it is dead-lettered. Not together with `measurement`.
+    pub measurement_field: Option<String>,
+    /// Tags: a record path (`"generatorID"`, `"/meta/site"`), or an inline table with `name`
+    /// and one of `path`, `value` (constant), `from = "key"`/`"topic"` or `header`.
     #[serde(default = "default_tags")]
-    pub tags: StringList,
-    /// Record fields written as float fields (a name, or a JSON Pointer).
+    pub tags: EntryList<RawTag>,
+    /// Fields: a record path, or an inline table with `name`, `path`, `type` and `optional`.
     #[serde(default = "default_fields")]
-    pub fields: StringList,
+    pub fields: EntryList<RawField>,
+    /// Top-level record keys the mapping does not read: `ignore` (default), `include` (written
+    /// as fields, typed by their JSON type) or `reject` (the record is dead-lettered).
+    #[serde(default)]
+    pub extra_fields: ExtraFields,
+    /// Top-level keys that `extra_fields = "include"` does not write and `"reject"` accepts.
+    pub ignore: Option<StringList>,
     /// Where a point's timestamp comes from.
     #[serde(default)]
     pub timestamp: RawTimestamp,
@@ -232,11 +243,143 @@ pub struct RawMapping {
 impl Default for RawMapping {
     fn default() -> Self {
         Self {
-            measurement: default_measurement(),
+            measurement: None,
+            measurement_field: None,
             tags: default_tags(),
             fields: default_fields(),
+            extra_fields: ExtraFields::default(),
+            ignore: None,
             timestamp: RawTimestamp::default(),
         }
+    }
+}
+
+/// A list of tag or field entries: a TOML array of entries, or one comma-separated string of
+/// record paths (handy in environment variables: `KIS_MAPPING__FIELDS=lat,lon`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum EntryList<T> {
+    /// `["a", { name = "b", path = "/x/b" }]`
+    List(Vec<Entry<T>>),
+    /// `"a,b"`
+    Joined(String),
+}
+
+impl<T: Clone> EntryList<T> {
+    /// The entries; a joined string becomes one path entry per non-empty item.
+    pub fn entries(&self) -> Vec<Entry<T>> {
+        match self {
+            EntryList::List(entries) => entries.clone(),
+            EntryList::Joined(joined) => joined
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| Entry::Path(item.to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// One tag or field entry: a record path, or an inline table.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Entry<T> {
+    /// `"generatorID"` or `"/meta/site"`: written under the key or the pointer's last token.
+    Path(String),
+    /// `{ name = "site", path = "/meta/site" }`
+    Table(T),
+}
+
+/// A tag given as an inline table. Exactly one of `path`, `value`, `from` and `header` says
+/// where its value comes from (checked when the configuration is built).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTag {
+    /// The tag key written; defaults to the path's last token or the header name.
+    pub name: Option<String>,
+    /// A record path (key or JSON Pointer) holding a string, number or boolean.
+    pub path: Option<String>,
+    /// A constant value for every point.
+    pub value: Option<String>,
+    /// `key` (the Kafka record key as UTF-8) or `topic` (the record's topic).
+    pub from: Option<TagFrom>,
+    /// A Kafka header whose value (UTF-8) is the tag value.
+    pub header: Option<String>,
+}
+
+/// What `from` in a tag entry takes from the Kafka record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TagFrom {
+    /// The record key, as UTF-8 text.
+    Key,
+    /// The topic the record was read from.
+    Topic,
+}
+
+/// A field given as an inline table.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawField {
+    /// The field key written; defaults to the path's last token.
+    pub name: Option<String>,
+    /// A record path (key or JSON Pointer); defaults to `name` as a top-level key.
+    pub path: Option<String>,
+    /// `float` (default), `integer`, `unsigned`, `boolean`, `string` or `auto`.
+    #[serde(rename = "type")]
+    pub kind: Option<FieldType>,
+    /// Leave the field out when it is absent or null instead of dead-lettering the record.
+    pub optional: Option<bool>,
+}
+
+/// Deserializes an entry from a string or an inline table. Hand-written rather than
+/// `#[serde(untagged)]` so that a mistake inside a table (`nmae = "x"`) is reported with the
+/// table's own message and path, not as "data did not match any variant".
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Entry<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = Entry<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a record path such as \"fuel\" or \"/meta/site\", or an inline table such as { name = \"site\", path = \"/meta/site\" }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Entry::Path(text.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Entry::Table)
+            }
+        }
+        deserializer.deserialize_any(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// Deserializes a list from an array of entries or a comma-separated string.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for EntryList<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = EntryList<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of entries, or one comma-separated string of record paths")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(EntryList::Joined(text.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(EntryList::List)
+            }
+        }
+        deserializer.deserialize_any(Visitor(std::marker::PhantomData))
     }
 }
 
@@ -248,7 +391,8 @@ pub struct RawTimestamp {
     pub source: Option<String>,
     /// With `source = "field"`: the record field holding the time (name or JSON Pointer).
     pub field: Option<String>,
-    /// With `source = "field"`: `s`, `ms`, `us` or `ns`.
+    /// With `source = "field"`: `s` or `ms` (numbers, a fraction allowed), `us` or `ns`
+    /// (integers), or `rfc3339` (a string such as `2026-11-25T05:00:00.123Z`).
     pub unit: Option<String>,
     /// Two different records with the same measurement, tags and millisecond: `overwrite`
     /// (default: InfluxDB keeps the later one) or `keep` (both kept, told apart below the
@@ -419,16 +563,13 @@ fn default_commit_interval_ms() -> u64 {
 fn default_format() -> String {
     "auto".into()
 }
-fn default_measurement() -> String {
-    "generator".into()
+fn default_tags() -> EntryList<RawTag> {
+    EntryList::List(vec![Entry::Path("generatorID".into())])
 }
-fn default_tags() -> StringList {
-    StringList::List(vec!["generatorID".into()])
-}
-fn default_fields() -> StringList {
-    StringList::List(
+fn default_fields() -> EntryList<RawField> {
+    EntryList::List(
         ["lat", "lon", "temperature", "pressure", "fuel"]
-            .map(String::from)
+            .map(|name| Entry::Path(name.into()))
             .to_vec(),
     )
 }
