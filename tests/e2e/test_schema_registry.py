@@ -1,0 +1,677 @@
+"""Schema Registry records end to end: confluent-kafka serializers -> Tansu -> the sink -> InfluxDB 1.6.7.
+
+The registry is tests/e2e/schema_registry_standin.py, an in-memory *stand-in* for Confluent Schema
+Registry (no real registry can be installed here), run in-process on a free port, one per test.
+Records are written by the real confluent-kafka client: `SerializingProducer` with
+`JSONSerializer` / `AvroSerializer` (subject `<topic>-value`, uuid4 string keys like the source
+scenario), in the prefix form (0x00 + 4-byte schema id) and the header form (`__value_schema_id`
+= 0x01 + 16-byte GUID, payload unprefixed). Kafka and InfluxDB are the real local stack.
+
+  1. JSON Schema records (mixed with plain JSON): every point carries exactly the produced values.
+  2. Avro records, prefix and header form, plus JSON Schema in the header form: exact values,
+     also for a writer schema with a 32-bit float field and no local reader schema.
+  3. Schemas evolve mid-stream (Avro: a new optional field, float and int writer fields resolved to
+     the local reader schema's doubles; JSON: new optional properties): nothing dead-lettered.
+  4. Registry outages while records name a schema the sink has not fetched yet (503, connection
+     refused, answers slower than the sink's timeout): nothing written, nothing dead-lettered,
+     nothing committed while it lasts; everything lands once the registry is back.
+  5. A schema id and a GUID the registry does not have: those records are dead-lettered
+     (`UnknownSchema`, original bytes, key and headers), the rest written. So are framed records
+     of a known schema with a bad payload (InvalidJson, SchemaViolation, InvalidAvro, NaN) and a
+     malformed `__value_schema_id` header.
+  6. The sink fetched each schema once (its cache), read from the stand-in's request log.
+  7. Basic auth and bearer token against a registry that requires them.
+
+Each test checks at the end: InfluxDB holds exactly the expected points with exact float values,
+the dead-letter topic holds exactly the expected records, committed offsets equal end offsets.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import struct
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import fastavro
+import pytest
+from confluent_kafka import Producer, SerializingProducer
+from confluent_kafka.schema_registry import SchemaRegistryClient, header_schema_id_serializer
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.json_schema import JSONSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext, StringSerializer
+
+from conftest import (
+    REPO_ROOT,
+    committed_offsets,
+    create_topic,
+    env_list,
+    read_topic,
+    sink_overrides,
+    unique,
+    wait_for_commits,
+)
+from schema_registry_standin import SchemaRegistryStandIn
+
+SCHEMAS = REPO_ROOT / "schemas"
+AVSC_FILE = SCHEMAS / "generator.avsc"
+JSON_SCHEMA_FILE = SCHEMAS / "generator.schema.json"
+AVSC = AVSC_FILE.read_text()
+JSON_SCHEMA = JSON_SCHEMA_FILE.read_text()
+
+MEASUREMENT = "generator"
+TAG = "generatorID"
+FIELDS = ["lat", "lon", "temperature", "pressure", "fuel"]
+ORIGIN_HEADER = "e2e-seq"
+DLQ_PREFIX = "__connect.errors."
+SCHEMA_ID_HEADER = "__value_schema_id"
+PARTITIONS = 2
+COMMIT_TIMEOUT = 60.0
+OUTAGE_SECONDS = 4.0
+
+# Registry lookups retried quickly, so an outage's end is noticed within a second; offsets
+# committed every half second, so the tests need not wait for librdkafka's 5 s default.
+FAST = {
+    "KIS_KAFKA__COMMIT_INTERVAL_MS": "500",
+    "KIS_SCHEMA_REGISTRY__TIMEOUT_MS": "1000",
+    "KIS_SCHEMA_REGISTRY__RETRY_INITIAL_BACKOFF_MS": "100",
+    "KIS_SCHEMA_REGISTRY__RETRY_MAX_BACKOFF_MS": "500",
+}
+
+
+# --- schemas ----------------------------------------------------------------------------------
+
+def avro_schema(*, extra_fields: list[dict] = (), types: dict[str, str] | None = None) -> str:
+    """generator.avsc with some field types changed and fields added (same record name)."""
+    schema = json.loads(AVSC)
+    for f in schema["fields"]:
+        f["type"] = (types or {}).get(f["name"], f["type"])
+    schema["fields"].extend(extra_fields)
+    return json.dumps(schema)
+
+
+def json_schema(*, extra_properties: dict[str, dict] | None = None) -> str:
+    schema = json.loads(JSON_SCHEMA)
+    schema["properties"].update(extra_properties or {})
+    return json.dumps(schema)
+
+
+# Avro v2: a new optional field, and fuel written as a 32-bit float (the reader's double widens it).
+AVRO_V2 = avro_schema(extra_fields=[{"name": "status", "type": ["null", "string"], "default": None}],
+                      types={"fuel": "float"})
+# Avro v3: also temperature as int and pressure as long (promoted to double by the reader).
+AVRO_V3 = avro_schema(extra_fields=[{"name": "status", "type": ["null", "string"], "default": None},
+                                    {"name": "rpm", "type": "long", "default": 0}],
+                      types={"fuel": "float", "temperature": "int", "pressure": "long"})
+JSON_V2 = json_schema(extra_properties={"status": {"type": "string"}, "rpm": {"type": "integer"}})
+
+
+def f32(x: float) -> float:
+    """The double a 32-bit float written from `x` reads back as."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+# --- records ----------------------------------------------------------------------------------
+
+@dataclass
+class Rec:
+    index: int
+    key: str
+    value: dict | bytes  # a dict for a serializer, bytes for a plain producer
+    timestamp_ms: int
+    expect: dict | None  # the point's fields and tag; None: must be dead-lettered
+    reason: str | None = None  # expected dead-letter reason
+    stage: str = "decode"  # and stage
+    headers: list = field(default_factory=list)
+    partition: int | None = None
+    offset: int | None = None
+    produced: bytes | None = None  # the value bytes as they went to Kafka
+    produced_headers: list = field(default_factory=list)
+
+
+class Stream:
+    """Distinct uuid4 keys and Kafka timestamps (one point per record) for one test."""
+
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+        self.index = 0
+        self.base_ms = (int(time.time()) // 3600 - 12) * 3_600_000 + self.rng.randrange(3_600_000)
+
+    def next(self) -> tuple[int, str, int]:
+        self.index += 1
+        key = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        return self.index, key, self.base_ms + self.index
+
+    def reading(self, *, ints: bool = False) -> dict:
+        """A generator reading. Floats (Avro doubles); with ints=True (JSON) some are integers."""
+        rng = self.rng
+
+        def number(lo: float, hi: float) -> float | int:
+            r = rng.random()
+            if ints and r < 0.2:
+                return rng.randint(int(lo), int(hi))
+            if r < 0.35:
+                return round(rng.uniform(lo, hi), 2)
+            return rng.uniform(lo, hi)  # 17 significant digits
+
+        return {TAG: f"gen-{rng.randrange(12):02d}", "lat": number(51.2, 51.7), "lon": number(-0.5, 0.3),
+                "temperature": number(-20, 400), "pressure": number(0, 5),
+                "fuel": rng.choice([number(0, 1000), number(0, 1000), 1e-300, 123456789.125])}
+
+    def records(self, n: int, *, ints: bool = False, mutate=None) -> list[Rec]:
+        """n valid records; mutate(doc) -> (value, expected fields) changes what is produced."""
+        out = []
+        for _ in range(n):
+            i, key, ts = self.next()
+            doc = self.reading(ints=ints)
+            value, expect = mutate(doc) if mutate else (doc, doc)
+            out.append(Rec(i, key, value, ts, {k: expect[k] for k in [TAG, *FIELDS]}))
+        return out
+
+
+def expected_point(doc: dict) -> dict:
+    return {TAG: doc[TAG], **{f: float(doc[f]) for f in FIELDS}}
+
+
+# --- producing --------------------------------------------------------------------------------
+
+def registry_client(registry: SchemaRegistryStandIn, auth: dict | None = None) -> SchemaRegistryClient:
+    return SchemaRegistryClient({"url": registry.url, **(auth or {})})
+
+
+def avro_serializer(client, schema: str = AVSC, header: bool = False) -> AvroSerializer:
+    conf = {"schema.id.serializer": header_schema_id_serializer} if header else {}
+    return AvroSerializer(client, schema, conf=conf)
+
+
+def json_serializer(client, schema: str = JSON_SCHEMA, header: bool = False) -> JSONSerializer:
+    conf = {"schema.id.serializer": header_schema_id_serializer} if header else {}
+    return JSONSerializer(schema, client, conf=conf)
+
+
+def _delivered(rec: Rec, errors: list):
+    def cb(err, msg):
+        if err is not None:
+            errors.append((rec.index, err))
+            return
+        rec.partition, rec.offset = msg.partition(), msg.offset()
+        rec.produced = msg.value()
+    return cb
+
+
+def produce(kafka: str, topic: str, records: list[Rec], serializer=None) -> None:
+    """With a serializer: SerializingProducer (uuid4 string keys, like the source scenario);
+    without: a plain Producer writing the records' bytes as they are."""
+    base = {"bootstrap.servers": kafka, "acks": "all", "linger.ms": 5}
+    errors: list = []
+    if serializer is not None:
+        producer = SerializingProducer({**base, "key.serializer": StringSerializer("utf_8"),
+                                        "value.serializer": serializer})
+    else:
+        producer = Producer(base)
+    for r in records:
+        # header_schema_id_serializer appends to the headers list: it must exist.
+        headers = [(ORIGIN_HEADER, str(r.index).encode()), *r.headers]
+        key = r.key if serializer is not None else r.key.encode()
+        producer.produce(topic, key=key, value=r.value, timestamp=r.timestamp_ms, headers=headers,
+                         on_delivery=_delivered(r, errors))
+        r.produced_headers = headers  # with the serializer's schema-id header, if it added one
+        producer.poll(0)
+    assert producer.flush(30) == 0, "records still undelivered after 30 s"
+    assert not errors, f"delivery failed: {errors[:3]}"
+
+
+def serialize(serializer, topic: str, rec: Rec) -> None:
+    """Serializes rec.value now (the schema is registered now), keeping the bytes and headers for a
+    plain producer later: how a record named by a schema the sink has not fetched yet is made."""
+    headers: list = []
+    rec.value = serializer(rec.value, SerializationContext(topic, MessageField.VALUE, headers))
+    rec.headers = headers
+
+
+def end_offsets_of(records: list[Rec], partitions: int = PARTITIONS) -> dict[int, int]:
+    ends = {p: 0 for p in range(partitions)}
+    for r in records:
+        ends[r.partition] = max(ends[r.partition], r.offset + 1)
+    assert all(ends.values()), f"some partition got no record: {ends}"
+    return ends
+
+
+# --- checking ---------------------------------------------------------------------------------
+
+def points(influx, database: str) -> dict[tuple[str, int], dict]:
+    rows = influx.query(database, f'SELECT * FROM "{MEASUREMENT}"')
+    out = {}
+    for row in rows:
+        k = (row[TAG], row["time"])
+        assert k not in out, f"two points for {k}"
+        out[k] = row
+    return out
+
+
+def assert_points_exact(influx, database: str, records: list[Rec]) -> None:
+    """InfluxDB holds one point per expected record, with exactly the produced values (InfluxDB
+    1.6.7 writes the float 400.0 as `400` in JSON, so values are compared as floats), and nothing
+    else."""
+    got = points(influx, database)
+    want = {(r.expect[TAG], r.timestamp_ms): r for r in records if r.expect is not None}
+    problems = []
+    for k, r in want.items():
+        row = got.get(k)
+        if row is None:
+            problems.append(f"record #{r.index} ({k}) at {r.partition}@{r.offset}: no point")
+            continue
+        for f in FIELDS:
+            v = row.get(f)
+            if v is None or isinstance(v, str) or float(v) != float(r.expect[f]):
+                problems.append(f"record #{r.index} ({k}): {f} = {v!r}, wanted {float(r.expect[f])!r}")
+    extra = sorted(set(got) - set(want))
+    problems += [f"unexpected point {k}: {got[k]}" for k in extra[:10]]
+    assert not problems, (f"{len(got)} points for {len(want)} expected records; {len(problems)} problems:\n"
+                          + "\n".join(problems[:30]))
+    types = influx.field_types(database)
+    assert types == {f: "float" for f in FIELDS}, f"field keys of {MEASUREMENT}: {types}"
+
+
+def dlq_headers(letter: dict) -> dict[str, str]:
+    return {k: (v or b"").decode("utf-8", "replace") for k, v in letter["headers"]}
+
+
+def assert_dead_letters(kafka: str, topic: str, records: list[Rec]) -> list[dict]:
+    """The topic's DLQ holds exactly the records expected there (by source position), each with
+    its original key, bytes and headers and the expected reason."""
+    letters = read_topic(kafka, f"{topic}.dlq")
+    want = {(r.partition, r.offset): r for r in records if r.expect is None}
+    seen = {}
+    problems = []
+    for letter in letters:
+        h = dlq_headers(letter)
+        pos = (int(h.get(DLQ_PREFIX + "partition", -1)), int(h.get(DLQ_PREFIX + "offset", -1)))
+        reason = h.get(DLQ_PREFIX + "exception.class.name")
+        summary = (f"{pos}: stage {h.get(DLQ_PREFIX + 'stage')!r} reason {reason!r}: "
+                   f"{h.get(DLQ_PREFIX + 'exception.message')!r}")
+        if h.get(DLQ_PREFIX + "topic") != topic:
+            problems.append(f"dead letter from topic {h.get(DLQ_PREFIX + 'topic')!r}, wanted {topic!r}: {summary}")
+        r = want.get(pos)
+        if r is None:
+            problems.append(f"unexpected dead letter {summary}")
+            continue
+        seen[pos] = letter
+        if reason != r.reason or h.get(DLQ_PREFIX + "stage") != r.stage:
+            problems.append(f"record #{r.index}: {summary}; wanted stage {r.stage!r} reason {r.reason!r}")
+        if letter["value"] != r.produced:
+            problems.append(f"record #{r.index}: value {letter['value'][:40]!r}, wanted the original "
+                            f"{r.produced[:40]!r}")
+        if letter["key"] != r.key.encode():
+            problems.append(f"record #{r.index}: key {letter['key']!r}, wanted {r.key!r}")
+        original = [hv for hv in letter["headers"] if not hv[0].startswith(DLQ_PREFIX)]
+        if original != r.produced_headers:
+            problems.append(f"record #{r.index}: headers {original!r}, wanted {r.produced_headers!r}")
+    problems += [f"record #{want[p].index} at {p} ({want[p].reason}) not dead-lettered"
+                 for p in sorted(set(want) - set(seen))]
+    assert not problems, f"{topic}.dlq: {len(letters)} dead letters; problems:\n" + "\n".join(problems[:30])
+    return letters
+
+
+def sink_fetches(registry: SchemaRegistryStandIn) -> dict[str, int]:
+    """{path: count} of the schema fetches the registry answered normally (200, no fault)."""
+    counts: dict[str, int] = {}
+    for r in registry.requests(method="GET", prefix="/schemas/"):
+        if r["status"] == 200 and r["fault"] == "none":
+            counts[r["path"]] = counts.get(r["path"], 0) + 1
+    return counts
+
+
+def assert_fetched_once(registry: SchemaRegistryStandIn, ids=(), guids=()) -> None:
+    """The sink asked for each schema it needed exactly once and for nothing else (the log must
+    have been cleared after producing: the serializers' own requests are not the sink's)."""
+    want = {f"/schemas/ids/{i}": 1 for i in ids}
+    want.update({f"/schemas/guids/{g}": 1 for g in guids})
+    got = sink_fetches(registry)
+    assert got == want, (f"schema fetches answered by the registry: {got}, wanted each needed schema once: {want}; "
+                         "all requests: "
+                         f"{[(r['method'], r['path'], r['status'], r['fault']) for r in registry.requests()]}")
+
+
+def wait_for_fetch_attempts(registry, path: str, n: int, sink, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        sink.assert_alive()
+        if len(registry.requests(method="GET", path=path)) >= n:
+            return
+        assert time.monotonic() < deadline, (
+            f"the sink made fewer than {n} requests for {path} in {timeout}s: {registry.requests()}")
+        time.sleep(0.2)
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def registry():
+    with SchemaRegistryStandIn() as standin:
+        yield standin
+
+
+@dataclass
+class Setup:
+    topic: str
+    group: str
+    database: str
+
+
+@pytest.fixture
+def setup(kafka, influx_db) -> Setup:
+    topic = unique("e2e-sr")
+    create_topic(kafka, topic, PARTITIONS)
+    create_topic(kafka, f"{topic}.dlq", 1)
+    return Setup(topic, unique("e2e-sr-group"), influx_db("e2e_sr"))
+
+
+def overrides(s: Setup, registry: SchemaRegistryStandIn, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return sink_overrides(topic=s.topic, group=s.group, database=s.database, extra={
+        "KIS_SCHEMA_REGISTRY__URL": registry.url, **FAST, **(extra or {})})
+
+
+def run_to_end(kafka, make_sink, s: Setup, registry, records: list[Rec], name: str, extra=None) -> None:
+    ends = end_offsets_of(records)
+    registry.clear_requests()  # from here on, every registry request is the sink's
+    with make_sink(overrides(s, registry, extra), name=name) as sink:
+        wait_for_commits(kafka, s.group, s.topic, ends, sink, timeout=COMMIT_TIMEOUT)
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+def test_json_schema_records_land_with_exact_values(kafka, influx, make_sink, setup, registry):
+    """JSONSerializer (prefix form, schema generator.schema.json) mixed with plain JSON records:
+    format auto tells them apart per record."""
+    stream = Stream(1)
+    framed = stream.records(240, ints=True)
+    plain = stream.records(40, ints=True, mutate=lambda d: (json.dumps(d).encode(), d))
+    client = registry_client(registry)
+    produce(kafka, setup.topic, framed[:120], json_serializer(client))
+    produce(kafka, setup.topic, plain)
+    produce(kafka, setup.topic, framed[120:], json_serializer(client))
+    sid = registry.registry.lookup(f"{setup.topic}-value", JSON_SCHEMA, "JSON").schema.id
+    assert {r.produced[:5] for r in framed} == {b"\x00" + struct.pack(">I", sid)}
+    records = framed + plain
+    for r in records:
+        r.expect = expected_point(r.expect)
+
+    run_to_end(kafka, make_sink, setup, registry, records, "json")
+
+    assert_points_exact(influx, setup.database, records)
+    assert_dead_letters(kafka, setup.topic, records)
+    assert_fetched_once(registry, ids=[sid])
+
+
+def test_avro_records_prefix_and_header_forms_land_with_exact_values(kafka, influx, make_sink, setup, registry):
+    """AvroSerializer in the prefix form and in the header form (GUID), and JSONSerializer in the
+    header form, into one topic. No local Avro schema: records are read with their writer schema,
+    including a later version whose fuel is a 32-bit float (it must read back as that float)."""
+    stream = Stream(2)
+    client = registry_client(registry)
+    avro_prefix = stream.records(150)
+    avro_header = stream.records(100)
+    json_header = stream.records(60, ints=True)
+    avro_float = stream.records(50, mutate=lambda d: (dict(d, status=None), dict(d, fuel=f32(d["fuel"]))))
+    # Different subjects: TopicNameStrategy would put the JSON Schema under the Avro subject.
+    json_client_conf = {"subject.name.strategy": lambda ctx, name: f"{ctx.topic}-json-value"}
+    json_ser = JSONSerializer(JSON_SCHEMA, client, conf={"schema.id.serializer": header_schema_id_serializer,
+                                                        **json_client_conf})
+    produce(kafka, setup.topic, avro_prefix[:75], avro_serializer(client))
+    produce(kafka, setup.topic, avro_header, avro_serializer(client, header=True))
+    produce(kafka, setup.topic, json_header, json_ser)
+    produce(kafka, setup.topic, avro_prefix[75:], avro_serializer(client))
+    produce(kafka, setup.topic, avro_float, avro_serializer(client, AVRO_V2))
+
+    avro = registry.registry.lookup(f"{setup.topic}-value", AVSC, "AVRO").schema
+    avro2 = registry.registry.lookup(f"{setup.topic}-value", AVRO_V2, "AVRO").schema
+    js = registry.registry.lookup(f"{setup.topic}-json-value", JSON_SCHEMA, "JSON").schema
+    for r in avro_prefix:
+        assert r.produced[:5] == b"\x00" + struct.pack(">I", avro.id)
+        assert SCHEMA_ID_HEADER not in dict(r.produced_headers)
+    for group, schema in ((avro_header, avro), (json_header, js)):
+        for r in group:
+            assert dict(r.produced_headers)[SCHEMA_ID_HEADER] == b"\x01" + uuid.UUID(schema.guid).bytes
+            assert r.produced[:1] != b"\x00", "the header form leaves the payload unprefixed"
+    records = avro_prefix + avro_header + json_header + avro_float
+    for r in records:
+        r.expect = expected_point(r.expect)
+
+    run_to_end(kafka, make_sink, setup, registry, records, "avro")
+
+    assert_points_exact(influx, setup.database, records)
+    assert_dead_letters(kafka, setup.topic, records)
+    # The prefix form names the Avro schema by id, the header form by GUID: one fetch per key.
+    assert_fetched_once(registry, ids=[avro.id, avro2.id], guids=[avro.guid, js.guid])
+
+
+def test_schema_changes_mid_stream(kafka, influx, make_sink, setup, registry):
+    """Producers register new versions while the sink runs: Avro v2 (new optional field, fuel as
+    float) and v3 (also int and long writer fields) resolved to the local reader schema
+    generator.avsc; JSON v2 with new optional properties. Nothing is dead-lettered."""
+    json_topic = unique("e2e-sr-json")
+    create_topic(kafka, json_topic, PARTITIONS)
+    create_topic(kafka, f"{json_topic}.dlq", 1)
+    stream = Stream(3)
+    client = registry_client(registry)
+    subject = f"{setup.topic}-value"
+
+    def v2(d):
+        d = dict(d, fuel=d["fuel"] if d["fuel"] > 1e-30 else 0.5)  # 1e-300 is 0 as a float32
+        return dict(d, status="ok"), dict(d, fuel=f32(d["fuel"]))
+
+    def v3(d):
+        d = dict(d, fuel=d["fuel"] if d["fuel"] > 1e-30 else 0.5, temperature=int(d["temperature"]),
+                 pressure=int(d["pressure"] * 1000))
+        return dict(d, status="running", rpm=1500), dict(d, fuel=f32(d["fuel"]))
+
+    def jv2(d):
+        return dict(d, status="ok", rpm=1500), d
+
+    avro1, json1 = stream.records(100), stream.records(80, ints=True)
+    produce(kafka, setup.topic, avro1, avro_serializer(client))
+    produce(kafka, json_topic, json1, json_serializer(client))
+    registry.clear_requests()
+    extra = {"KIS_KAFKA__TOPICS": env_list([setup.topic, json_topic]),
+             "KIS_SCHEMA__AVRO_SCHEMA_FILE": str(AVSC_FILE)}
+    with make_sink(overrides(setup, registry, extra), name="evolution") as sink:
+        wait_for_commits(kafka, setup.group, setup.topic, end_offsets_of(avro1), sink, timeout=COMMIT_TIMEOUT)
+        wait_for_commits(kafka, setup.group, json_topic, end_offsets_of(json1), sink, timeout=COMMIT_TIMEOUT)
+
+        avro2, json2 = stream.records(100, mutate=v2), stream.records(80, ints=True, mutate=jv2)
+        produce(kafka, setup.topic, avro2, avro_serializer(client, AVRO_V2))
+        produce(kafka, json_topic, json2, json_serializer(client, JSON_V2))
+        avro3 = stream.records(100, mutate=v3)
+        produce(kafka, setup.topic, avro3, avro_serializer(client, AVRO_V3))
+        avro = avro1 + avro2 + avro3
+        wait_for_commits(kafka, setup.group, setup.topic, end_offsets_of(avro), sink, timeout=COMMIT_TIMEOUT)
+        wait_for_commits(kafka, setup.group, json_topic, end_offsets_of(json1 + json2), sink,
+                         timeout=COMMIT_TIMEOUT)
+
+    assert [v.version for v in registry.registry.subjects[subject]] == [1, 2, 3]
+    ids = {r.produced[1:5] for r in avro} | {r.produced[1:5] for r in json1 + json2}
+    assert len(ids) == 5, f"5 schemas (Avro v1-v3, JSON v1-v2) should frame the records: {ids}"
+    records = avro + json1 + json2
+    for r in records:
+        r.expect = expected_point(r.expect)
+    assert_points_exact(influx, setup.database, records)
+    assert_dead_letters(kafka, setup.topic, avro)
+    assert_dead_letters(kafka, json_topic, json1 + json2)
+    assert_fetched_once(registry, ids=sorted(struct.unpack(">I", i)[0] for i in ids))
+
+
+def test_registry_outage_holds_records_back_and_loses_nothing(kafka, influx, make_sink, setup, registry):
+    """Records naming a schema the sink has not fetched yet arrive while the registry answers
+    503, refuses connections, or answers slower than the sink's timeout. Meanwhile nothing is
+    written, dead-lettered or committed, and the sink stays alive; afterwards everything lands."""
+    stream = Stream(4)
+    client = registry_client(registry)
+    first = stream.records(100)
+    produce(kafka, setup.topic, first, avro_serializer(client))
+    records = list(first)
+    registry.clear_requests()
+    extra = {"KIS_SCHEMA__AVRO_SCHEMA_FILE": str(AVSC_FILE)}
+    with make_sink(overrides(setup, registry, extra), name="outage") as sink:
+        wait_for_commits(kafka, setup.group, setup.topic, end_offsets_of(records), sink, timeout=COMMIT_TIMEOUT)
+        assert influx.count(setup.database) == len(records)
+
+        def schema_v(n: int) -> str:  # a new version: fuel as float, a new field with a default
+            return avro_schema(extra_fields=[{"name": f"extra{n}", "type": "int", "default": 0}],
+                               types={"fuel": "float"})
+
+        def v(n: int):
+            def mutate(d):
+                d = dict(d, fuel=d["fuel"] if d["fuel"] > 1e-30 else 0.5)
+                return dict(d, **{f"extra{n}": n}), dict(d, fuel=f32(d["fuel"]))
+            return mutate
+
+        outages = [
+            ("503", lambda: registry.set_fault("unavailable"), lambda: registry.set_fault("none")),
+            ("connection refused", registry.stop, registry.start),
+            ("slower than timeout_ms", lambda: registry.set_fault("slow", delay_ms=2500),
+             lambda: registry.set_fault("none")),
+        ]
+        for n, (what, begin, end) in enumerate(outages, start=2):
+            batch = stream.records(60, mutate=v(n))
+            ser = avro_serializer(client, schema_v(n))
+            for r in batch:
+                serialize(ser, setup.topic, r)  # registers the new version while the registry is up
+            sid = struct.unpack(">I", batch[0].value[1:5])[0]
+            assert sid not in {struct.unpack(">I", r.produced[1:5])[0] for r in records}
+            committed_before = committed_offsets(kafka, setup.group, setup.topic)
+            count_before = influx.count(setup.database)
+            begin()
+            try:
+                produce(kafka, setup.topic, batch)
+                deadline = time.monotonic() + OUTAGE_SECONDS
+                if what != "connection refused":  # the sink asks, and asks again
+                    wait_for_fetch_attempts(registry, f"/schemas/ids/{sid}", 2, sink, timeout=15)
+                    deadline = max(deadline, time.monotonic() + 1)
+                while time.monotonic() < deadline:
+                    sink.assert_alive()
+                    assert influx.count(setup.database) == count_before, f"points written during the {what} outage"
+                    time.sleep(0.5)
+                assert committed_offsets(kafka, setup.group, setup.topic) == committed_before, (
+                    f"offsets committed during the {what} outage")
+                assert read_topic(kafka, f"{setup.topic}.dlq") == [], f"dead letters during the {what} outage"
+            finally:
+                end()
+            records += batch
+            wait_for_commits(kafka, setup.group, setup.topic, end_offsets_of(records), sink, timeout=COMMIT_TIMEOUT)
+            assert influx.count(setup.database) == len(records), f"after the {what} outage"
+
+    for r in records:
+        r.expect = expected_point(r.expect)
+    assert_points_exact(influx, setup.database, records)
+    assert_dead_letters(kafka, setup.topic, records)
+    fetched = sink_fetches(registry)
+    assert fetched == {f"/schemas/ids/{i}": 1 for i in range(1, 5)}, fetched
+
+
+def test_unknown_schema_and_bad_framed_records_are_dead_lettered(kafka, influx, make_sink, setup, registry):
+    """A schema id and a GUID the registry does not have (404): those records are dead-lettered
+    with reason UnknownSchema, their original bytes, key and headers. So are framed records whose
+    schema is known but whose payload is wrong. The records around them are written."""
+    stream = Stream(5)
+    client = registry_client(registry)
+    good = stream.records(200, ints=True)
+    produce(kafka, setup.topic, good[:100], json_serializer(client))
+    json_id = registry.registry.lookup(f"{setup.topic}-value", JSON_SCHEMA, "JSON").schema.id
+    avro_id = registry.register(f"{setup.topic}-avro-value", AVSC, "AVRO")["id"]
+    parsed_avsc = fastavro.parse_schema(json.loads(AVSC))
+
+    def avro_bytes(doc: dict) -> bytes:
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, parsed_avsc, doc)
+        return buf.getvalue()
+
+    def prefix(schema_id: int) -> bytes:
+        return b"\x00" + struct.pack(">I", schema_id)
+
+    unknown_guid = uuid.uuid4()
+    bad_values = [  # (value, headers, stage, reason)
+        (prefix(4242) + b"{}", [], "decode", "UnknownSchema"),
+        (prefix(avro_id + 1000) + b"\x0agen-1" + bytes(40), [], "decode", "UnknownSchema"),
+        (b"{}", [(SCHEMA_ID_HEADER, b"\x01" + unknown_guid.bytes)], "decode", "UnknownSchema"),
+        (prefix(json_id) + b'{"generatorID": "gen-1", "lat": 1', [], "decode", "InvalidJson"),
+        (prefix(json_id) + b'{"generatorID": "gen-1", "lat": 1, "lon": 2, "temperature": 3, "pressure": 4}', [],
+         "validate", "SchemaViolation"),
+        (prefix(avro_id) + avro_bytes(stream.reading())[:12], [], "decode", "InvalidAvro"),
+        (prefix(avro_id) + avro_bytes(dict(stream.reading(), lat=float("nan"))), [], "decode", "NonFiniteNumber"),
+        (b'{"generatorID": "gen-1"}', [(SCHEMA_ID_HEADER, b"\x01\x02\x03")], "decode", "InvalidSchemaIdHeader"),
+    ]
+    bad = []
+    for value, headers, stage, reason in bad_values:
+        i, key, ts = stream.next()
+        bad.append(Rec(i, key, value, ts, None, reason, stage, headers=headers))
+    produce(kafka, setup.topic, bad)
+    produce(kafka, setup.topic, good[100:], json_serializer(client))
+    records = good + bad
+    for r in good:
+        r.expect = expected_point(r.expect)
+
+    run_to_end(kafka, make_sink, setup, registry, records, "unknown")
+
+    assert_points_exact(influx, setup.database, records)
+    letters = assert_dead_letters(kafka, setup.topic, records)
+    assert len(letters) == len(bad_values)
+    not_found = {r["path"] for r in registry.requests(method="GET", prefix="/schemas/") if r["status"] == 404}
+    assert not_found == {"/schemas/ids/4242", f"/schemas/ids/{avro_id + 1000}", f"/schemas/guids/{unknown_guid}"}
+    assert_fetched_once(registry, ids=[json_id, avro_id])
+
+
+def test_each_schema_is_fetched_once(kafka, influx, make_sink, setup, registry):
+    """Many small batches over two partitions, two schemas by id and one by GUID: the sink asks the
+    registry once per schema for the whole run (its cache), whatever the batching."""
+    stream = Stream(6)
+    client = registry_client(registry)
+    a = stream.records(150, ints=True)
+    b = stream.records(150, mutate=lambda d: (dict(d, status="x"), d))
+    c = stream.records(100)
+    produce(kafka, setup.topic, a, json_serializer(client))
+    produce(kafka, setup.topic, b, avro_serializer(client, avro_schema(
+        extra_fields=[{"name": "status", "type": "string", "default": ""}])))
+    produce(kafka, setup.topic, c, avro_serializer(registry_client(registry), AVSC, header=True))
+    records = a + b + c
+    for r in records:
+        r.expect = expected_point(r.expect)
+    ids = sorted({struct.unpack(">I", r.produced[1:5])[0] for r in a + b})
+    guids = sorted({str(uuid.UUID(bytes=dict(r.produced_headers)[SCHEMA_ID_HEADER][1:])) for r in c})
+    assert len(ids) == 2 and len(guids) == 1
+
+    run_to_end(kafka, make_sink, setup, registry, records, "cache",
+               extra={"KIS_BATCH__MAX_RECORDS": "20", "KIS_BATCH__LINGER_MS": "10"})
+
+    assert_points_exact(influx, setup.database, records)
+    assert_dead_letters(kafka, setup.topic, records)
+    assert_fetched_once(registry, ids=ids, guids=guids)
+
+
+@pytest.mark.parametrize("auth", ["basic", "bearer"])
+def test_registry_authentication(kafka, influx, make_sink, setup, auth):
+    """A registry that requires basic auth or a bearer token: the sink sends the configured
+    credentials on every request."""
+    if auth == "basic":
+        standin = SchemaRegistryStandIn(basic_auth="sink-user:s3cret:with:colons")
+        client_auth = {"basic.auth.user.info": "sink-user:s3cret:with:colons"}
+        sink_auth = {"KIS_SCHEMA_REGISTRY__BASIC_AUTH_USER_INFO": "sink-user:s3cret:with:colons"}
+    else:
+        standin = SchemaRegistryStandIn(bearer="tok-" + uuid.uuid4().hex)
+        client_auth = {"bearer.auth.credentials.source": "STATIC_TOKEN", "bearer.auth.token": standin.bearer,
+                       "bearer.auth.logical.cluster": "lsrc-e2e", "bearer.auth.identity.pool.id": "pool-e2e"}
+        sink_auth = {"KIS_SCHEMA_REGISTRY__BEARER_TOKEN": standin.bearer}
+    with standin:
+        stream = Stream(7)
+        records = stream.records(60, ints=True)
+        produce(kafka, setup.topic, records, json_serializer(registry_client(standin, client_auth)))
+        for r in records:
+            r.expect = expected_point(r.expect)
+        run_to_end(kafka, make_sink, setup, standin, records, f"auth-{auth}", extra=sink_auth)
+        reqs = standin.requests()
+    assert_points_exact(influx, setup.database, records)
+    assert_dead_letters(kafka, setup.topic, records)
+    assert reqs and all(r["authorization"] == auth and r["status"] == 200 for r in reqs), reqs
