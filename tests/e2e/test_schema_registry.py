@@ -20,7 +20,8 @@ scenario), in the prefix form (0x00 + 4-byte schema id) and the header form (`__
      of a known schema with a bad payload (InvalidJson, SchemaViolation, InvalidAvro, NaN) and a
      malformed `__value_schema_id` header.
   6. The sink fetched each schema once (its cache), read from the stand-in's request log.
-  7. Basic auth and bearer token against a registry that requires them.
+  7. Writer schemas with references to other subjects (Avro named type, JSON Schema `$ref`).
+  8. Basic auth and bearer token against a registry that requires them.
 
 Each test checks at the end: InfluxDB holds exactly the expected points with exact float values,
 the dead-letter topic holds exactly the expected records, committed offsets equal end offsets.
@@ -39,7 +40,12 @@ from dataclasses import dataclass, field
 import fastavro
 import pytest
 from confluent_kafka import Producer, SerializingProducer
-from confluent_kafka.schema_registry import SchemaRegistryClient, header_schema_id_serializer
+from confluent_kafka.schema_registry import (
+    Schema,
+    SchemaReference,
+    SchemaRegistryClient,
+    header_schema_id_serializer,
+)
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext, StringSerializer
@@ -649,6 +655,58 @@ def test_each_schema_is_fetched_once(kafka, influx, make_sink, setup, registry):
     assert_points_exact(influx, setup.database, records)
     assert_dead_letters(kafka, setup.topic, records)
     assert_fetched_once(registry, ids=ids, guids=guids)
+
+
+def test_schemas_with_references(kafka, influx, make_sink, setup, registry):
+    """Writer schemas that reference other subjects' schemas (Avro: a named record type; JSON
+    Schema: a `$ref` to another document), registered and used by the real serializers: the sink
+    follows the references (`GET /subjects/{subject}/versions/{version}`) and writes exact values."""
+    stream = Stream(8)
+    client = registry_client(registry)
+    site_subject, site_json_subject = f"{setup.topic}-site", f"{setup.topic}-site-json"
+    site_avro = {"type": "record", "name": "Site", "namespace": "io.kafka_influx_sink.generator",
+                 "fields": [{"name": "name", "type": "string"}, {"name": "floor", "type": "int"}]}
+    site_json = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+                 "properties": {"name": {"type": "string"}, "floor": {"type": "integer"}},
+                 "required": ["name"]}
+    site_version = registry_client(registry).register_schema_full_response(
+        site_subject, Schema(json.dumps(site_avro), "AVRO")).version
+    site_json_version = registry_client(registry).register_schema_full_response(
+        site_json_subject, Schema(json.dumps(site_json), "JSON")).version
+    avro_with_ref = avro_schema(extra_fields=[{"name": "site", "type": "io.kafka_influx_sink.generator.Site"}])
+    json_with_ref = json_schema(extra_properties={"site": {"$ref": "site.json"}})
+    avro_records = stream.records(120, mutate=lambda d: (dict(d, site={"name": "north", "floor": 2}), d))
+    json_records = stream.records(80, ints=True, mutate=lambda d: (dict(d, site={"name": "south", "floor": 1}), d))
+    avro_ser = AvroSerializer(client, Schema(avro_with_ref, "AVRO", [SchemaReference(
+        "io.kafka_influx_sink.generator.Site", site_subject, site_version)]))
+    json_ser = JSONSerializer(Schema(json_with_ref, "JSON", [SchemaReference(
+        "site.json", site_json_subject, site_json_version)]), client,
+        conf={"subject.name.strategy": lambda ctx, name: f"{ctx.topic}-json-value"})
+    produce(kafka, setup.topic, avro_records, avro_ser)
+    produce(kafka, setup.topic, json_records, json_ser)
+    ids = sorted({struct.unpack(">I", r.produced[1:5])[0] for r in avro_records + json_records})
+    assert len(ids) == 2
+    for i in ids:
+        assert registry.registry.by_id(str(i)).references, "the serializers registered the references"
+    # Valid for the main document, not for the referenced one (site without its required name):
+    # proves the reference is resolved and applied, not ignored.
+    i, key, ts = stream.next()
+    bad_site = Rec(i, key, json_records[0].produced[:5] + json.dumps(
+        dict(stream.reading(), site={"floor": 3})).encode(), ts, None, "SchemaViolation", "validate")
+    produce(kafka, setup.topic, [bad_site])
+    records = avro_records + json_records + [bad_site]
+    for r in avro_records + json_records:
+        r.expect = expected_point(r.expect)
+
+    run_to_end(kafka, make_sink, setup, registry, records, "references")
+
+    assert_points_exact(influx, setup.database, records)
+    assert_dead_letters(kafka, setup.topic, records)
+    fetched = sink_fetches(registry)
+    assert {p: n for p, n in fetched.items() if p.startswith("/schemas/")} == {f"/schemas/ids/{i}": 1 for i in ids}
+    referenced = [r["path"] for r in registry.requests(method="GET", prefix="/subjects/")]
+    assert sorted(referenced) == sorted([f"/subjects/{site_subject}/versions/{site_version}",
+                                         f"/subjects/{site_json_subject}/versions/{site_json_version}"]), referenced
 
 
 @pytest.mark.parametrize("auth", ["basic", "bearer"])
