@@ -295,6 +295,9 @@ impl Pipeline {
         let mut paused = false;
         loop {
             // Records held back while paused come first, in order, as long as there is room.
+            if !self.held.is_empty() && !self.blocked() {
+                self.forget_revoked_held();
+            }
             while !self.blocked() {
                 let Some(message) = self.held.pop_front() else {
                     break;
@@ -375,6 +378,29 @@ impl Pipeline {
                     }
                 },
             }
+        }
+    }
+
+    /// Lets go of held records whose partition was revoked while they waited: their offsets were
+    /// never stored, so the partition's new owner reads them from the committed offset.
+    /// Processing them here would write them twice and store offsets for a partition this
+    /// member no longer owns.
+    fn forget_revoked_held(&mut self) {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let before = self.held.len();
+        self.held.retain(|message| {
+            assignment
+                .find_partition(message.topic(), message.partition())
+                .is_some()
+        });
+        let released = before - self.held.len();
+        if released > 0 {
+            info!(
+                released,
+                "held records of revoked partitions let go; their new owner reads them from the committed offset"
+            );
         }
     }
 
