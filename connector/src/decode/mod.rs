@@ -141,6 +141,15 @@ pub enum DecodeError {
         /// The parser's complaint.
         source: serde_json::Error,
     },
+    /// The payload starts with a byte no JSON text, Confluent frame or single-object datum
+    /// starts with: most likely another encoding on the topic.
+    #[error(
+        "value is not JSON, nor Schema Registry or Avro single-object framed (first byte 0x{first_byte:02x}); if the topic carries raw Avro, set schema.format = \"avro\""
+    )]
+    UnrecognisedBytes {
+        /// The first byte.
+        first_byte: u8,
+    },
     /// The payload is not JSON.
     #[error("value is not valid JSON{}: {source}", schema_context(schema.as_ref()))]
     InvalidJson {
@@ -186,9 +195,9 @@ impl DecodeError {
             DecodeError::UnusableSchema { .. } => (Stage::Decode, "UnusableSchema"),
             DecodeError::UnknownFingerprint { .. } => (Stage::Decode, "UnknownFingerprint"),
             DecodeError::NoLocalAvroSchema => (Stage::Decode, "NoLocalAvroSchema"),
-            DecodeError::InvalidJson { .. } | DecodeError::FramedWithoutRegistry { .. } => {
-                (Stage::Decode, "InvalidJson")
-            }
+            DecodeError::InvalidJson { .. }
+            | DecodeError::FramedWithoutRegistry { .. }
+            | DecodeError::UnrecognisedBytes { .. } => (Stage::Decode, "InvalidJson"),
             DecodeError::SchemaViolation { .. } => (Stage::Validate, "SchemaViolation"),
             DecodeError::Avro { source, .. } => match source {
                 AvroError::Invalid(_) => (Stage::Decode, "InvalidAvro"),
@@ -435,7 +444,12 @@ impl Decoder {
     ) -> Result<Decoded, DecodeFailure> {
         match framing::parse(self.format, payload, schema_header)? {
             Envelope::Json(json) => {
-                let value = parse_json(json, None)?;
+                let value = parse_json(json, None).map_err(|error| match json.first() {
+                    Some(&first_byte) if !may_start_json(first_byte) => {
+                        DecodeError::UnrecognisedBytes { first_byte }
+                    }
+                    _ => error,
+                })?;
                 if let Some(local) = &self.local_json {
                     validate(local, &value, None, "")?;
                 }
@@ -509,6 +523,15 @@ impl Decoder {
             }
         }
     }
+}
+
+/// Whether a JSON text can start with this byte (whitespace, a value, or a UTF-8 BOM).
+fn may_start_json(byte: u8) -> bool {
+    matches!(
+        byte,
+        b' ' | b'\t' | b'\n' | b'\r' | b'{' | b'[' | b'"' | b'-' | b'0'
+            ..=b'9' | b't' | b'f' | b'n' | 0xEF
+    )
 }
 
 fn parse_json(bytes: &[u8], schema: Option<SchemaKey>) -> Result<Value, DecodeError> {

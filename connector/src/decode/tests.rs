@@ -147,7 +147,7 @@ fn rejections_name_stage_and_reason() {
     ));
     assert!(matches!(
         rejected(decoder(WireFormat::Json).decode(Some(&framed(1, VALID.as_bytes())))),
-        DecodeError::InvalidJson { .. }
+        DecodeError::UnrecognisedBytes { first_byte: 0 }
     ));
     assert_eq!(
         rejected(decoder(WireFormat::Avro).decode(Some(&[2, 0])))
