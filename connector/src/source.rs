@@ -161,6 +161,7 @@ impl ConsumerContext for SourceContext {
                     }
                     _ => wait(),
                 };
+                self.telemetry.partitions_revoked(&revoked);
                 // Commit what is durable before the partitions move, synchronously, so the next
                 // owner starts exactly after it.
                 let committed = match consumer.commit_consumer_state(CommitMode::Sync) {
