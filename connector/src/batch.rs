@@ -126,6 +126,16 @@ impl Batch {
         })
     }
 
+    /// The source topic and Kafka timestamp (ms) of each line, in line order.
+    pub fn line_origins(&self) -> impl Iterator<Item = (&str, Option<i64>)> {
+        self.line_sources.iter().map(|source| {
+            (
+                self.topics.get(source.topic).map_or("", String::as_str),
+                source.timestamp_ms,
+            )
+        })
+    }
+
     /// End (exclusive) of each line in [`Batch::lines`].
     pub fn line_ends(&self) -> &[usize] {
         &self.line_ends

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, NextOffset};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::metrics::Telemetry;
 use crate::reject::{Rejection, Stage};
 use crate::source::{self, SourceConsumer};
 use crate::watermark::{BatchId, Watermarks};
@@ -111,6 +112,7 @@ pub struct InFlight {
     writer: InfluxWriter,
     dead_letters: Arc<DeadLetterSink>,
     abandon: CancellationToken,
+    telemetry: Arc<Telemetry>,
 }
 
 impl InFlight {
@@ -123,6 +125,7 @@ impl InFlight {
         abandon: CancellationToken,
         consumer: Arc<SourceConsumer>,
         partitions: Arc<PartitionsInFlight>,
+        telemetry: Arc<Telemetry>,
     ) -> Self {
         Self {
             tasks: JoinSet::new(),
@@ -134,6 +137,7 @@ impl InFlight {
             writer,
             dead_letters,
             abandon,
+            telemetry,
         }
     }
 
@@ -160,15 +164,17 @@ impl InFlight {
             watermarks.cut(id, batch.next_offsets());
         }
         self.partitions.started(batch.next_offsets());
+        self.telemetry.batch_dispatched(&batch);
         let (writer, dead_letters, abandon) = (
             self.writer.clone(),
             self.dead_letters.clone(),
             self.abandon.clone(),
         );
-        let (watermarks, partitions, consumer) = (
+        let (watermarks, partitions, consumer, telemetry) = (
             self.watermarks.clone(),
             self.partitions.clone(),
             self.consumer.clone(),
+            self.telemetry.clone(),
         );
         self.tasks.spawn(async move {
             let outcome = make_durable(&writer, &dead_letters, &batch, &abandon).await;
@@ -180,6 +186,7 @@ impl InFlight {
                 }
             }
             partitions.finished(batch.next_offsets());
+            telemetry.batch_finished(&batch);
             Completed { id, batch, outcome }
         });
     }

@@ -22,7 +22,8 @@
 //! - [`batch`]: lines, dead letters and the offsets they make committable; the flush policy.
 //! - [`write`](mod@write): the InfluxDB v1/v2/v3 HTTP writer and its response policy.
 //! - [`dead_letter`]: the dead-letter producer and its Kafka Connect-style headers.
-//! - [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
+//! - [`metrics`]: Prometheus metrics, `/status`, `/healthz` and `/readyz`; [`status`] holds
+//!   the per-partition state behind them.
 //! - [`inflight`]: batches being written (up to `write_concurrency` at once).
 //! - [`watermark`]: per-partition committable offsets over batches finishing in any order.
 //! - [`pipeline`]: the loop wiring the stages: recv → decode → map → batch → write → store.
@@ -60,6 +61,7 @@ pub mod reject;
 pub mod secret;
 pub mod simulate;
 pub mod source;
+pub mod status;
 pub mod watermark;
 pub mod write;
 

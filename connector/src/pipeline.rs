@@ -49,6 +49,7 @@ use crate::registry::{RegistryClient, RegistryError};
 use crate::reject::Rejection;
 use crate::source::{self, RecordHeaders, SourceConsumer};
 use crate::write::InfluxWriter;
+use prometheus_client::metrics::counter::Counter;
 
 /// What a run did, reported at shutdown.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -149,6 +150,8 @@ struct Pipeline {
     shutdown: CancellationToken,
     summary: RunSummary,
     telemetry: Arc<Telemetry>,
+    /// `kis_records_consumed_total` per topic, cached.
+    consumed_counters: Vec<(String, Counter)>,
 }
 
 /// Runs the sink until `shutdown` is cancelled, then drains: the buffered batch is dispatched,
@@ -230,6 +233,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
             abandon.clone(),
             consumer.clone(),
             partitions_in_flight,
+            telemetry.clone(),
         ),
         batch: Batch::default(),
         held: VecDeque::new(),
@@ -238,6 +242,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         shutdown: shutdown.clone(),
         summary: RunSummary::default(),
         telemetry,
+        consumed_counters: Vec::new(),
     };
     let outcome = pipeline.consume(&shutdown).await;
     // Whatever ended consuming, the drain gets the same bounded grace period; after a give-up
@@ -303,7 +308,12 @@ impl Pipeline {
                     break;
                 };
                 match offer(&self.stages, &mut self.batch, &message)? {
-                    Accepted::Taken => self.count_consumed(),
+                    Accepted::Taken => count_consumed(
+                        &mut self.consumed_counters,
+                        &self.telemetry,
+                        &mut self.summary,
+                        message.topic(),
+                    ),
                     Accepted::NeedsSchema(key) => {
                         self.held.push_front(message);
                         self.fetch_schema(key);
@@ -312,6 +322,7 @@ impl Pipeline {
                 self.dispatch_if_full();
             }
             self.dispatch_if_full();
+            self.telemetry.set_buffered_bytes(self.batch.line_bytes());
             let blocked = self.blocked();
             if blocked {
                 blocked_since.get_or_insert_with(Instant::now);
@@ -361,7 +372,12 @@ impl Pipeline {
                     Ok(message) => {
                         last_receive_error.clear();
                         match offer(&self.stages, &mut self.batch, &message)? {
-                            Accepted::Taken => self.count_consumed(),
+                            Accepted::Taken => count_consumed(
+                        &mut self.consumed_counters,
+                        &self.telemetry,
+                        &mut self.summary,
+                        message.topic(),
+                    ),
                             Accepted::NeedsSchema(key) => {
                                 self.held.push_front(message.detach());
                                 self.fetch_schema(key);
@@ -402,12 +418,6 @@ impl Pipeline {
                 "held records of revoked partitions let go; their new owner reads them from the committed offset"
             );
         }
-    }
-
-    /// A record was taken into the batch (one waiting for its schema is counted once taken).
-    fn count_consumed(&mut self) {
-        self.summary.consumed += 1;
-        self.telemetry.consumed(1);
     }
 
     /// Starts fetching `key`'s schema; the held record waits for it.
@@ -473,14 +483,7 @@ impl Pipeline {
         self.summary.written += written;
         self.summary.dead_lettered += (batch.dead_letters().len() + refused.len()) as u64;
         self.summary.batches += 1;
-        self.telemetry.batch_durable(
-            written,
-            batch
-                .dead_letters()
-                .iter()
-                .chain(&refused)
-                .map(|letter| &letter.rejection),
-        );
+        self.telemetry.batch_durable(&batch, &refused);
         debug!(
             batch = id,
             points = written,
@@ -549,7 +552,7 @@ impl Stages {
                     message = rejection.message,
                     "record rejected and skipped (dead_letter.policy = \"skip\"); it is not written anywhere"
                 );
-                self.telemetry.skipped(&rejection);
+                self.telemetry.skipped(message.topic(), &rejection);
                 batch.add_skipped(message.topic(), message.partition(), message.offset(), now);
             }
             InvalidRecordPolicy::Fail => {
@@ -575,8 +578,16 @@ impl Stages {
             .decoder
             .decode_with_header(message.payload(), schema_header)
         {
-            Ok(decoded) => decoded,
-            Err(DecodeFailure::NeedsSchema(key)) => return Err(Unencoded::NeedsSchema(key)),
+            Ok(decoded) => {
+                if decoded.schema.is_some() {
+                    self.telemetry.schema_lookup(true);
+                }
+                decoded
+            }
+            Err(DecodeFailure::NeedsSchema(key)) => {
+                self.telemetry.schema_lookup(false);
+                return Err(Unencoded::NeedsSchema(key));
+            }
             Err(DecodeFailure::Rejected(error)) => return Err(error.rejection().into()),
         };
         let headers = RecordHeaders(message.headers());
@@ -593,6 +604,27 @@ impl Stages {
             .map(&decoded.value, kafka)
             .map_err(|error| error.rejection())?;
         line_protocol::encode(&point, batch.line_buffer()).map_err(|error| error.rejection().into())
+    }
+}
+
+/// Counts a record taken into the batch (one waiting for its schema is counted once taken).
+/// The per-topic counters are cached: counting is a short scan and an atomic add.
+fn count_consumed(
+    counters: &mut Vec<(String, Counter)>,
+    telemetry: &Telemetry,
+    summary: &mut RunSummary,
+    topic: &str,
+) {
+    summary.consumed += 1;
+    match counters.iter().find(|(known, _)| known == topic) {
+        Some((_, counter)) => {
+            counter.inc();
+        }
+        None => {
+            let counter = telemetry.consumed_counter(topic);
+            counter.inc();
+            counters.push((topic.to_owned(), counter));
+        }
     }
 }
 
@@ -657,10 +689,14 @@ const PAUSE_AFTER: Duration = Duration::from_secs(1);
 fn pause_assignment(consumer: &SourceConsumer, why: &str) {
     match consumer.assignment() {
         Ok(assignment) if assignment.count() > 0 => match consumer.pause(&assignment) {
-            Ok(()) => info!(
-                partitions = assignment.count(),
-                why, "partitions paused until reading can go on (the group membership stays alive)"
-            ),
+            Ok(()) => {
+                consumer.context().telemetry.set_paused(&[], true);
+                info!(
+                    partitions = assignment.count(),
+                    why,
+                    "partitions paused until reading can go on (the group membership stays alive)"
+                );
+            }
             Err(error) => warn!(%error, "cannot pause partitions"),
         },
         Ok(_) => {}
@@ -671,18 +707,23 @@ fn pause_assignment(consumer: &SourceConsumer, why: &str) {
 fn pause_partition(consumer: &SourceConsumer, topic: &str, partition: i32) {
     let mut list = TopicPartitionList::with_capacity(1);
     list.add_partition(topic, partition);
-    if let Err(error) = consumer.pause(&list) {
-        warn!(%error, topic, partition, "cannot pause a newly assigned partition");
+    match consumer.pause(&list) {
+        // Only while everything else is paused too.
+        Ok(()) => consumer.context().telemetry.set_paused(&[], true),
+        Err(error) => warn!(%error, topic, partition, "cannot pause a newly assigned partition"),
     }
 }
 
 fn resume_assignment(consumer: &SourceConsumer) {
     match consumer.assignment() {
         Ok(assignment) => match consumer.resume(&assignment) {
-            Ok(()) => info!(
-                partitions = assignment.count(),
-                "reading goes on: partitions resumed"
-            ),
+            Ok(()) => {
+                consumer.context().telemetry.set_paused(&[], false);
+                info!(
+                    partitions = assignment.count(),
+                    "reading goes on: partitions resumed"
+                );
+            }
             Err(error) => warn!(%error, "cannot resume partitions"),
         },
         Err(error) => warn!(%error, "cannot read the assignment to resume it"),

@@ -32,6 +32,9 @@ use crate::metrics::Telemetry;
 /// Default cap on librdkafka's prefetch queue, in KiB (override with the property of that name).
 pub const DEFAULT_PREFETCH_KBYTES: &str = "16384";
 
+/// Default interval of librdkafka's statistics (lag, end offsets), in milliseconds.
+pub const DEFAULT_STATISTICS_INTERVAL_MS: &str = "5000";
+
 /// Default `message.max.bytes` of the dead-letter producer: 64 MiB.
 pub const DEAD_LETTER_MAX_BYTES: &str = "67108864";
 
@@ -83,6 +86,10 @@ impl KafkaSettings {
             )
             .set("auto.offset.reset", &self.auto_offset_reset)
             .set("enable.partition.eof", "false");
+        if !self.properties.contains_key("statistics.interval.ms") {
+            // Lag and end offsets for the metrics and /status come from librdkafka's statistics.
+            config.set("statistics.interval.ms", DEFAULT_STATISTICS_INTERVAL_MS);
+        }
         config
     }
 
@@ -132,12 +139,17 @@ impl KafkaSettings {
 /// Logs every rebalance and commit, one line per state change, and reports the group join.
 #[derive(Debug)]
 pub struct SourceContext {
-    telemetry: Arc<Telemetry>,
+    /// Where the consumer's callbacks report.
+    pub(crate) telemetry: Arc<Telemetry>,
     in_flight: Arc<PartitionsInFlight>,
     revoke_wait: Duration,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        self.telemetry.statistics(&statistics);
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -145,11 +157,7 @@ impl ConsumerContext for SourceContext {
             Rebalance::Revoke(partitions) => {
                 // Let the revoked partitions' writes finish (bounded) so that what they make
                 // durable is stored and committed before another member takes over.
-                let revoked: Vec<(String, i32)> = partitions
-                    .elements()
-                    .iter()
-                    .map(|element| (element.topic().to_owned(), element.partition()))
-                    .collect();
+                let revoked = partition_keys(partitions);
                 let started = std::time::Instant::now();
                 let wait = || self.in_flight.wait_idle(&revoked, self.revoke_wait);
                 let idle = match tokio::runtime::Handle::try_current() {
@@ -184,16 +192,37 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let assigned = consumer
+            .assignment()
+            .map(|assignment| assignment.count())
+            .unwrap_or_default();
         if let Rebalance::Assign(partitions) = rebalance {
             self.telemetry.set_joined();
+            self.telemetry
+                .partitions_assigned(&partition_keys(partitions), assigned);
             info!(partitions = %describe(partitions), "partitions assigned");
+        } else {
+            self.telemetry.set_assigned_partitions(assigned);
         }
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
-            Ok(()) => debug!(offsets = %describe(offsets), "offsets committed"),
+            Ok(()) => {
+                let committed: Vec<(String, i32, i64)> = offsets
+                    .elements()
+                    .iter()
+                    .filter_map(|element| match element.offset() {
+                        Offset::Offset(offset) => {
+                            Some((element.topic().to_owned(), element.partition(), offset))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                self.telemetry.committed(&committed);
+                debug!(offsets = %describe(offsets), "offsets committed")
+            }
             // Nothing stored since the last commit.
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(error) => {
@@ -201,6 +230,14 @@ impl ConsumerContext for SourceContext {
             }
         }
     }
+}
+
+fn partition_keys(partitions: &TopicPartitionList) -> Vec<(String, i32)> {
+    partitions
+        .elements()
+        .iter()
+        .map(|element| (element.topic().to_owned(), element.partition()))
+        .collect()
 }
 
 fn describe(partitions: &TopicPartitionList) -> String {
@@ -256,7 +293,10 @@ pub fn store_durable(consumer: &SourceConsumer, next_offsets: &[NextOffset]) {
             continue;
         }
         match consumer.store_offsets(&list) {
-            Ok(()) => {}
+            Ok(()) => consumer
+                .context()
+                .telemetry
+                .stored(std::slice::from_ref(next)),
             Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => debug!(
                 topic = next.topic,
                 partition = next.partition,

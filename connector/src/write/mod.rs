@@ -17,7 +17,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::metrics::Telemetry;
+use crate::metrics::{Telemetry, WriteResponse};
 use crate::secret::Secret;
 
 pub mod isolate;
@@ -232,6 +232,7 @@ impl InfluxWriter {
                     let wait = after.unwrap_or_else(|| self.backoff.delay(attempt));
                     self.report_failure(
                         attempt,
+                        cause,
                         &format!("transient failure ({cause})"),
                         wait,
                         false,
@@ -242,7 +243,7 @@ impl InfluxWriter {
                 Disposition::Misconfigured { message } => {
                     self.telemetry.set_influx_refusal(Some(message.clone()));
                     let wait = self.backoff.delay(attempt);
-                    self.report_failure(attempt, &message, wait, true);
+                    self.report_failure(attempt, "refused", &message, wait, true);
                     self.pause(wait, stop).await?;
                     continue;
                 }
@@ -250,6 +251,7 @@ impl InfluxWriter {
             // InfluxDB answered about the lines themselves: it is reachable and accepts us.
             if self.failing.swap(false, Ordering::Relaxed) && !self.gave_up.load(Ordering::Relaxed)
             {
+                self.telemetry.write_recovered();
                 self.telemetry.set_influx_refusal(None);
                 info!(endpoint = %self.endpoint, attempts = attempt, "InfluxDB accepts writes again");
             }
@@ -290,8 +292,15 @@ impl InfluxWriter {
     }
 
     /// Logs the first failure of an outage loudly and the rest quietly: one line per state change.
-    fn report_failure(&self, attempt: u32, what: &str, wait: Duration, needs_action: bool) {
-        self.telemetry.write_retried();
+    fn report_failure(
+        &self,
+        attempt: u32,
+        cause: &'static str,
+        what: &str,
+        wait: Duration,
+        needs_action: bool,
+    ) {
+        self.telemetry.write_retried(cause, what);
         let first = !self.failing.swap(true, Ordering::Relaxed);
         if first && needs_action {
             error!(endpoint = %self.endpoint, error = what, "InfluxDB refuses writes; nothing is committed and the batch is retried until this is fixed");
@@ -323,9 +332,12 @@ impl InfluxWriter {
                 request.header(AUTHORIZATION, format!("Bearer {}", token.expose()))
             }
         };
+        let started = std::time::Instant::now();
         match request.send().await {
             Ok(response) => {
                 let status = response.status();
+                self.telemetry
+                    .write_attempted(started.elapsed(), WriteResponse::Status(status.as_u16()));
                 let headers = response.headers().clone();
                 let body = if status.is_success() {
                     String::new()
@@ -334,16 +346,20 @@ impl InfluxWriter {
                 };
                 classify(status, &headers, &body, SystemTime::now())
             }
-            Err(error) => Disposition::Retry {
-                cause: if error.is_timeout() {
+            Err(error) => {
+                let cause = if error.is_timeout() {
                     "timeout"
                 } else if error.is_connect() {
                     "connect"
                 } else {
                     "transport"
-                },
-                after: None,
-            },
+                };
+                self.telemetry.write_attempted(
+                    started.elapsed(),
+                    WriteResponse::Failed(if cause == "transport" { "other" } else { cause }),
+                );
+                Disposition::Retry { cause, after: None }
+            }
         }
     }
 }
