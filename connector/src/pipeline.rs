@@ -150,8 +150,8 @@ struct Pipeline {
     shutdown: CancellationToken,
     summary: RunSummary,
     telemetry: Arc<Telemetry>,
-    /// `kis_records_consumed_total` per topic, cached.
-    consumed_counters: Vec<(String, Counter)>,
+    /// Records taken, counted.
+    consumed: Consumed,
 }
 
 /// Runs the sink until `shutdown` is cancelled, then drains: the buffered batch is dispatched,
@@ -241,8 +241,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         schema_fetch: None,
         shutdown: shutdown.clone(),
         summary: RunSummary::default(),
-        telemetry,
-        consumed_counters: Vec::new(),
+        telemetry: telemetry.clone(),
+        consumed: Consumed {
+            total: 0,
+            counters: Vec::new(),
+            telemetry: telemetry.clone(),
+        },
     };
     let outcome = pipeline.consume(&shutdown).await;
     // Whatever ended consuming, the drain gets the same bounded grace period; after a give-up
@@ -266,7 +270,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
     if let Some(server) = server {
         let _ = server.await;
     }
-    let summary = pipeline.summary;
+    let summary = RunSummary {
+        consumed: pipeline.consumed.total,
+        ..pipeline.summary
+    };
     info!(
         consumed = summary.consumed,
         written = summary.written,
@@ -308,16 +315,8 @@ impl Pipeline {
                     break;
                 };
                 match offer(&self.stages, &mut self.batch, &message)? {
-                    Accepted::Taken => count_consumed(
-                        &mut self.consumed_counters,
-                        &self.telemetry,
-                        &mut self.summary,
-                        message.topic(),
-                    ),
-                    Accepted::NeedsSchema(key) => {
-                        self.held.push_front(message);
-                        self.fetch_schema(key);
-                    }
+                    Accepted::Taken => self.consumed.count(message.topic()),
+                    Accepted::NeedsSchema(key) => self.hold_for_schema(message, key),
                 }
                 self.dispatch_if_full();
             }
@@ -372,16 +371,8 @@ impl Pipeline {
                     Ok(message) => {
                         last_receive_error.clear();
                         match offer(&self.stages, &mut self.batch, &message)? {
-                            Accepted::Taken => count_consumed(
-                        &mut self.consumed_counters,
-                        &self.telemetry,
-                        &mut self.summary,
-                        message.topic(),
-                    ),
-                            Accepted::NeedsSchema(key) => {
-                                self.held.push_front(message.detach());
-                                self.fetch_schema(key);
-                            }
+                            Accepted::Taken => self.consumed.count(message.topic()),
+                            Accepted::NeedsSchema(key) => self.hold_for_schema(message.detach(), key),
                         }
                     }
                     Err(error) => {
@@ -418,6 +409,12 @@ impl Pipeline {
                 "held records of revoked partitions let go; their new owner reads them from the committed offset"
             );
         }
+    }
+
+    /// Holds `message`, first in line, until `key`'s schema is fetched.
+    fn hold_for_schema(&mut self, message: OwnedMessage, key: SchemaKey) {
+        self.held.push_front(message);
+        self.fetch_schema(key);
     }
 
     /// Starts fetching `key`'s schema; the held record waits for it.
@@ -607,23 +604,26 @@ impl Stages {
     }
 }
 
-/// Counts a record taken into the batch (one waiting for its schema is counted once taken).
-/// The per-topic counters are cached: counting is a short scan and an atomic add.
-fn count_consumed(
-    counters: &mut Vec<(String, Counter)>,
-    telemetry: &Telemetry,
-    summary: &mut RunSummary,
-    topic: &str,
-) {
-    summary.consumed += 1;
-    match counters.iter().find(|(known, _)| known == topic) {
-        Some((_, counter)) => {
-            counter.inc();
-        }
-        None => {
-            let counter = telemetry.consumed_counter(topic);
-            counter.inc();
-            counters.push((topic.to_owned(), counter));
+/// Records taken into batches (one waiting for its schema counts once taken), with the
+/// per-topic counters cached: counting is a short scan and an atomic add.
+struct Consumed {
+    total: u64,
+    counters: Vec<(String, Counter)>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Consumed {
+    fn count(&mut self, topic: &str) {
+        self.total += 1;
+        match self.counters.iter().find(|(known, _)| known == topic) {
+            Some((_, counter)) => {
+                counter.inc();
+            }
+            None => {
+                let counter = self.telemetry.consumed_counter(topic);
+                counter.inc();
+                self.counters.push((topic.to_owned(), counter));
+            }
         }
     }
 }

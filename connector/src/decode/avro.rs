@@ -208,21 +208,22 @@ fn pointer_or_root(path: &str) -> String {
     }
 }
 
+/// Encodes one datum the way producers do (tests).
+#[cfg(test)]
+pub(crate) fn encode_datum(
+    schema: &Schema,
+    value: impl Into<AvroValue>,
+) -> apache_avro::AvroResult<Vec<u8>> {
+    apache_avro::writer::datum::GenericDatumWriter::builder(schema)
+        .build()?
+        .write_value_to_vec(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use apache_avro::types::Record;
     use serde_json::json;
-
-    /// Encodes one datum the way producers do.
-    fn encode_datum(
-        schema: &Schema,
-        value: impl Into<AvroValue>,
-    ) -> apache_avro::AvroResult<Vec<u8>> {
-        apache_avro::writer::datum::GenericDatumWriter::builder(schema)
-            .build()?
-            .write_value_to_vec(value)
-    }
 
     const GENERATOR: &str = include_str!("../../../schemas/generator.avsc");
 

@@ -5,14 +5,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use apache_avro::Schema;
-
-/// Encodes one datum the way producers do.
-fn encode_datum(schema: &Schema, value: impl Into<AvroValue>) -> apache_avro::AvroResult<Vec<u8>> {
-    apache_avro::writer::datum::GenericDatumWriter::builder(schema)
-        .build()?
-        .write_value_to_vec(value)
-}
+use crate::decode::avro::encode_datum;
 
 const GENERATOR_AVSC: &str = include_str!("../../../schemas/generator.avsc");
 
