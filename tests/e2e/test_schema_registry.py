@@ -22,6 +22,10 @@ scenario), in the prefix form (0x00 + 4-byte schema id) and the header form (`__
   6. The sink fetched each schema once (its cache), read from the stand-in's request log.
   7. Writer schemas with references to other subjects (Avro named type, JSON Schema `$ref`).
   8. Basic auth and bearer token against a registry that requires them.
+  9. A registry outage with rebalances in the middle of it: two sinks at a time in one group on 4
+     partitions, records waiting for a schema while a member joins, the leader leaves (SIGTERM)
+     and another member joins. Nothing is committed past a waiting record while it lasts, nothing
+     is lost or dead-lettered, no sink crashes.
 
 Each test checks at the end: InfluxDB holds exactly the expected points with exact float values,
 the dead-letter topic holds exactly the expected records, committed offsets equal end offsets.
@@ -32,7 +36,9 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 import struct
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -52,6 +58,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext, St
 
 from conftest import (
     REPO_ROOT,
+    Sink,
     committed_offsets,
     create_topic,
     env_list,
@@ -210,7 +217,8 @@ def _delivered(rec: Rec, errors: list):
 
 def produce(kafka: str, topic: str, records: list[Rec], serializer=None) -> None:
     """With a serializer: SerializingProducer (uuid4 string keys, like the source scenario);
-    without: a plain Producer writing the records' bytes as they are."""
+    without: a plain Producer writing the records' bytes as they are. A record whose partition is
+    set already goes to that partition; the others are placed by their key."""
     base = {"bootstrap.servers": kafka, "acks": "all", "linger.ms": 5}
     errors: list = []
     if serializer is not None:
@@ -222,8 +230,9 @@ def produce(kafka: str, topic: str, records: list[Rec], serializer=None) -> None
         # header_schema_id_serializer appends to the headers list: it must exist.
         headers = [(ORIGIN_HEADER, str(r.index).encode()), *r.headers]
         key = r.key if serializer is not None else r.key.encode()
+        to = {} if r.partition is None else {"partition": r.partition}  # a partition set beforehand
         producer.produce(topic, key=key, value=r.value, timestamp=r.timestamp_ms, headers=headers,
-                         on_delivery=_delivered(r, errors))
+                         on_delivery=_delivered(r, errors), **to)
         r.produced_headers = headers  # with the serializer's schema-id header, if it added one
         producer.poll(0)
     assert producer.flush(30) == 0, "records still undelivered after 30 s"
@@ -576,6 +585,308 @@ def test_registry_outage_holds_records_back_and_loses_nothing(kafka, influx, mak
     assert_dead_letters(kafka, setup.topic, records)
     fetched = sink_fetches(registry)
     assert fetched == {f"/schemas/ids/{i}": 1 for i in range(1, 5)}, fetched
+
+
+# --- a registry outage with rebalances in the middle of it ------------------------------------
+
+REBALANCE_PARTITIONS = 4
+# Committed offsets are read this often while the outage lasts; InfluxDB every INFLUX_EVERY.
+COMMIT_POLL_SECONDS = 0.25
+INFLUX_EVERY = 1.0
+
+
+def log_events(sink: Sink) -> list[dict]:
+    """The sink's JSON log lines (the sink logs JSON when its output is not a terminal)."""
+    events = []
+    for line in sink.log_text().splitlines():
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+    return events
+
+
+def ownership(sink: Sink) -> tuple[int, set[int] | None]:
+    """(how many "partitions assigned" events the sink logged, the partitions it owns according to
+    its log: None after a revocation; with the default eager strategy a revocation takes all)."""
+    assigned, owned = 0, None
+    for e in log_events(sink):
+        msg = str(e.get("message", ""))
+        if msg == "partitions assigned":
+            assigned += 1
+            owned = {int(p) for p in re.findall(r"\[(\d+)\]", str(e.get("partitions", "")))}
+        elif msg.startswith("partitions revoked"):
+            owned = None
+    return assigned, owned
+
+
+def paused_for_schema(sink: Sink) -> bool:
+    return any(str(e.get("message", "")).startswith("partitions paused") and "Schema Registry" in str(e.get("why"))
+               for e in log_events(sink))
+
+
+def held_let_go(sink: Sink) -> int:
+    """Held records the sink let go because their partition had moved to another member."""
+    return sum(int(e.get("released", 0)) for e in log_events(sink)
+               if str(e.get("message", "")).startswith("held records of revoked partitions let go"))
+
+
+class OutageWatch(threading.Thread):
+    """While the outage lasts: the group's committed offsets every COMMIT_POLL_SECONDS, which must
+    never pass `bound` (per partition, the offset of the first record waiting for its schema), and
+    InfluxDB's points every INFLUX_EVERY, which must all be among `allowed` (the records before the
+    waiting ones)."""
+
+    def __init__(self, kafka: str, group: str, topic: str, bound: dict[int, int], influx, database: str,
+                 allowed: set[tuple[str, int]]):
+        super().__init__(name="outage-watch", daemon=True)
+        self.kafka, self.group, self.topic, self.bound = kafka, group, topic, bound
+        self.influx, self.database, self.allowed = influx, database, allowed
+        self.commit_samples = 0
+        self.influx_samples = 0
+        self.highest: dict[int, int] = {}
+        self.violations: list[str] = []
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+        self.start_at = time.monotonic()
+
+    def run(self) -> None:
+        influx_due = 0.0
+        while not self.stopping.is_set():
+            at = time.monotonic() - self.start_at
+            try:
+                committed = committed_offsets(self.kafka, self.group, self.topic)
+                self.commit_samples += 1
+                for p, off in sorted(committed.items()):
+                    if off is None:
+                        continue
+                    self.highest[p] = max(self.highest.get(p, 0), off)
+                    if off > self.bound[p]:
+                        self.violations.append(f"{at:.1f}s: committed {off} on [{p}], past the first record "
+                                               f"waiting for its schema at offset {self.bound[p]}")
+                if at >= influx_due:
+                    influx_due = at + INFLUX_EVERY
+                    rows = self.influx.query(self.database, f'SELECT "fuel", "{TAG}" FROM "{MEASUREMENT}"')
+                    self.influx_samples += 1
+                    written = {(r[TAG], r["time"]) for r in rows} - self.allowed
+                    if written:
+                        self.violations.append(f"{at:.1f}s: {len(written)} records at or behind a waiting record "
+                                               f"written to InfluxDB, e.g. {sorted(written)[:3]}")
+            except Exception as exc:  # noqa: BLE001  (a slow answer skips one sample; reported)
+                self.errors.append(f"{at:.1f}s: {type(exc).__name__}: {exc}")
+            self.stopping.wait(COMMIT_POLL_SECONDS)
+
+
+def test_registry_outage_with_rebalances_loses_nothing(kafka, influx, influx_db, make_sink, registry):
+    """A registry outage with rebalances in the middle of it. One group, 4 partitions:
+
+      * sink A alone writes 100 Avro v1 records (it fetches v1), then the registry answers 503;
+      * during the outage: 4 more v1 records per partition, which A writes and commits (its schema
+        is cached: records before a waiting one go on as usual), then 20 records per partition of a
+        v2 no sink has fetched, then 6 v1 records per partition behind them. A holds the first v2
+        record, stops reading and pauses its partitions;
+      * sink B joins (rebalance: B starts from the committed offsets and, having fetched nothing,
+        waits too); once the group is stable, A (the leader) gets SIGTERM while its record waits
+        and exits 0 (rebalance: B owns every partition); sink C joins (rebalance: two partitions
+        move from B to C, whose held records B must let go);
+      * the registry answers again.
+
+    While the outage lasts, the committed offsets are polled: they never pass the first record
+    waiting for its schema in each partition, and InfluxDB never holds a record at or behind it.
+    At the end: every record in InfluxDB exactly once with exact values, nothing dead-lettered,
+    committed offsets equal end offsets, no sink crashed or panicked (A, B and C exit 0 on SIGTERM).
+    """
+    began = time.monotonic()
+    parts = REBALANCE_PARTITIONS
+    topic = unique("e2e-sr-rebal")
+    create_topic(kafka, topic, parts)
+    create_topic(kafka, f"{topic}.dlq", 1)
+    s = Setup(topic, unique("e2e-sr-rebal-group"), influx_db("e2e_sr"))
+    stream = Stream(9)
+    client = registry_client(registry)
+    events: list[tuple[float, str]] = []
+
+    def note(what: str) -> None:
+        events.append((round(time.monotonic() - began, 1), what))
+
+    def spread(records: list[Rec]) -> list[Rec]:
+        for i, r in enumerate(records):
+            r.partition = i % parts
+        return records
+
+    def v2(d):  # fuel written as a 32-bit float, a new field with a default
+        d = dict(d, fuel=d["fuel"] if d["fuel"] > 1e-30 else 0.5)
+        return dict(d, extra2=2), dict(d, fuel=f32(d["fuel"]))
+
+    schema_v2 = avro_schema(extra_fields=[{"name": "extra2", "type": "int", "default": 0}], types={"fuel": "float"})
+    warm = spread(stream.records(25 * parts))
+    produce(kafka, topic, warm, avro_serializer(client))
+    before = spread(stream.records(4 * parts))  # v1, during the outage, ahead of the waiting records
+    waiting = spread(stream.records(20 * parts, mutate=v2))  # v2: fetched by no sink yet
+    behind = spread(stream.records(6 * parts))  # v1 again, behind the waiting records
+    ser_v1, ser_v2 = avro_serializer(client), avro_serializer(client, schema_v2)
+    for r in before + behind:
+        serialize(ser_v1, topic, r)  # while the registry is up (v1 is the client's cached id anyway)
+    for r in waiting:
+        serialize(ser_v2, topic, r)  # registers v2 now
+    v1_id = struct.unpack(">I", warm[0].produced[1:5])[0]
+    v2_id = struct.unpack(">I", waiting[0].value[1:5])[0]
+    assert v1_id != v2_id and {struct.unpack(">I", r.value[1:5])[0] for r in before + behind} == {v1_id}
+    registry.clear_requests()  # from here on, every registry request is a sink's
+
+    sink_env = overrides(s, registry, {"KIS_SCHEMA__AVRO_SCHEMA_FILE": str(AVSC_FILE)})
+    sinks: dict[str, Sink] = {}
+    running: dict[str, Sink] = {}
+    watch: OutageWatch | None = None
+
+    def start(name: str) -> Sink:
+        sink = make_sink(sink_env, name=f"sr-rebal-{name}").start()
+        sinks[name] = running[name] = sink
+        note(f"start {name}")
+        return sink
+
+    def wait_for(ready, what: str, timeout: float = 20.0):
+        """Waits for ready() while every running sink stays alive and the watch sees nothing wrong."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for sink in running.values():
+                sink.assert_alive()
+            assert watch is None or not watch.violations, f"during the outage: {watch.violations[:5]}"
+            result = ready()
+            if result:
+                return result
+            assert time.monotonic() < deadline, (
+                f"not within {timeout}s: {what}; events {events}\n"
+                + "\n".join(f"--- {n} ---\n{sk.log_tail(20)}" for n, sk in running.items()))
+            time.sleep(0.1)
+
+    def rebalanced(counts: dict[str, int]) -> dict[str, set[int]] | None:
+        """Every running member was (re)assigned since `counts` (its assignments counted before the
+        change) and the members' partitions split the topic between them: the rebalance is over."""
+        owned = {}
+        for n, sink in running.items():
+            assigned, parts_owned = ownership(sink)
+            if assigned <= counts.get(n, 0) or parts_owned is None:
+                return None
+            owned[n] = parts_owned
+        flat = [p for ps in owned.values() for p in ps]
+        if sorted(flat) != list(range(parts)):
+            return None
+        return owned
+
+    def assignment_counts() -> dict[str, int]:
+        return {n: ownership(sink)[0] for n, sink in running.items()}
+
+    a = start("A")
+    try:
+        wait_for_commits(kafka, s.group, topic, end_offsets_of(warm, parts), a, timeout=COMMIT_TIMEOUT)
+        note("A wrote and committed the warm-up records")
+
+        registry.set_fault("unavailable")
+        note("registry outage begins (503)")
+        produce(kafka, topic, before)
+        bound = end_offsets_of(warm + before, parts)  # the first waiting record of each partition
+        allowed = {(r.expect[TAG], r.timestamp_ms) for r in warm + before}
+        watch = OutageWatch(kafka, s.group, topic, bound, influx, s.database, allowed)
+        watch.start()
+        wait_for_commits(kafka, s.group, topic, bound, a, timeout=COMMIT_TIMEOUT)
+        note("A wrote and committed the v1 records produced during the outage")
+        produce(kafka, topic, waiting)
+        produce(kafka, topic, behind)
+        first_waiting = {p: min(r.offset for r in waiting if r.partition == p) for p in range(parts)}
+        assert first_waiting == bound, f"first v2 offsets {first_waiting}, wanted {bound}"
+        wait_for_fetch_attempts(registry, f"/schemas/ids/{v2_id}", 2, a, timeout=15)
+        wait_for(lambda: paused_for_schema(a), "A paused its partitions waiting for the schema")
+        note("A holds a v2 record and paused its partitions")
+
+        counts = assignment_counts()
+        b = start("B")
+        owned = wait_for(lambda: rebalanced(counts), "A and B assigned after B joined", timeout=30)
+        note(f"group stable with A and B: {owned}")
+        wait_for(lambda: paused_for_schema(b), "B paused its partitions waiting for a schema")
+        note("B waits for a schema too")
+        time.sleep(1.0)
+
+        # A (the first member: the leader) leaves a stable group, which Tansu handles; leaving
+        # during a join phase would wedge the group (see test_rebalance.py).
+        counts = assignment_counts()
+        stopping = time.monotonic()
+        running.pop("A").stop(timeout=30)  # SIGTERM: exit code 0 asserted
+        note(f"SIGTERM A while its record waited: exit 0 after {time.monotonic() - stopping:.1f}s")
+        owned = wait_for(lambda: rebalanced(counts), "B owns every partition after A left", timeout=30)
+        note(f"group stable with B alone: {owned}")
+        time.sleep(1.0)  # B receives a record of each partition it just got, holds it, pauses it
+
+        counts = assignment_counts()
+        c = start("C")
+        owned = wait_for(lambda: rebalanced(counts), "B and C assigned after C joined", timeout=30)
+        note(f"group stable with B and C: {owned}")
+        moved_to_c = owned["C"]
+        wait_for(lambda: paused_for_schema(c), "C paused its partitions waiting for a schema")
+        note("C waits for a schema too")
+        time.sleep(1.5)
+
+        watch.stopping.set()
+        watch.join(30)
+        for sink in running.values():
+            sink.assert_alive()
+        last = committed_offsets(kafka, s.group, topic)
+        assert last == bound, f"at the end of the outage committed {last}, wanted {bound} (the first waiting records)"
+        assert influx.count(s.database) == len(warm) + len(before), "points written during the outage"
+        assert read_topic(kafka, f"{topic}.dlq") == [], "dead letters during the outage"
+        outage_fetches = len(registry.requests(method="GET", prefix="/schemas/"))
+    finally:
+        if watch is not None:
+            watch.stopping.set()
+        registry.set_fault("none")
+    note("registry answers again")
+
+    records = warm + before + waiting + behind
+    ends = end_offsets_of(records, parts)
+    wait_for_commits(kafka, s.group, topic, ends, list(running.values()), timeout=COMMIT_TIMEOUT)
+    note("committed == end offsets")
+    # One at a time, the next one once the group is stable again (no member leaves during a join).
+    while running:
+        name = next(iter(running))
+        counts = assignment_counts()
+        running.pop(name).stop(timeout=30)  # SIGTERM: exit code 0 asserted
+        note(f"SIGTERM {name} (exit 0)")
+        if running:
+            wait_for(lambda: rebalanced(counts), f"the rest of the group reassigned after {name} left", timeout=30)
+
+    summary = {
+        "duration_s": round(time.monotonic() - began, 1),
+        "events": events,
+        "bound": bound, "end_offsets": ends,
+        "commit_samples": watch.commit_samples, "influx_samples": watch.influx_samples,
+        "highest_committed_during_outage": watch.highest, "watch_errors": watch.errors,
+        "registry_requests_during_outage": outage_fetches,
+        "fetched": sink_fetches(registry),
+        "let_go": {n: held_let_go(sk) for n, sk in sinks.items()},
+        "assignments": {n: ownership(sk)[0] for n, sk in sinks.items()},
+    }
+    print("\nSR-REBALANCE-SUMMARY " + json.dumps(summary, sort_keys=True))
+
+    assert not watch.violations, "during the outage:\n" + "\n".join(watch.violations[:20])
+    assert watch.commit_samples >= 20 and watch.influx_samples >= 5, (
+        f"too few samples during the outage: {summary}")
+    assert committed_offsets(kafka, s.group, topic) == ends
+    for r in records:
+        r.expect = expected_point(r.expect)
+    assert_points_exact(influx, s.database, records)
+    assert_dead_letters(kafka, topic, records)  # none expected: the DLQ must be empty
+    for name, sink in sinks.items():
+        text = sink.log_text()
+        assert "panicked" not in text, f"sink {name} panicked:\n{sink.log_tail()}"
+        assert ownership(sink)[0] >= 1, f"sink {name} was never assigned a partition"
+    # The partitions that moved from B to C carried records B was holding: B let them go.
+    assert held_let_go(sinks["B"]) >= 1, (f"B did not let go of the held records of {sorted(moved_to_c)}, "
+                                          f"which moved to C: {summary}")
+    # Each sink process fetches a schema at most once (A: v1; B and C: v1 and v2), only after the outage.
+    fetched = sink_fetches(registry)
+    assert set(fetched) == {f"/schemas/ids/{v1_id}", f"/schemas/ids/{v2_id}"}, fetched
+    assert 1 <= fetched[f"/schemas/ids/{v1_id}"] <= 3 and 1 <= fetched[f"/schemas/ids/{v2_id}"] <= 2, fetched
 
 
 def test_unknown_schema_and_bad_framed_records_are_dead_lettered(kafka, influx, make_sink, setup, registry):
