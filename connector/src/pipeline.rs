@@ -117,6 +117,14 @@ struct Stages {
     telemetry: Arc<Telemetry>,
 }
 
+/// A record waiting to be processed, and how often its partition had been revoked when it was
+/// held: if that changed, the partition was taken away (and maybe given back) meanwhile, and
+/// the record will be read again from the committed offset.
+struct Held {
+    message: OwnedMessage,
+    revocations: u64,
+}
+
 /// A schema being fetched from the registry.
 struct SchemaFetch {
     key: SchemaKey,
@@ -141,7 +149,7 @@ struct Pipeline {
     batch: Batch,
     /// Records received while reading was paused, or waiting for their schema; processed
     /// first, in order.
-    held: VecDeque<OwnedMessage>,
+    held: VecDeque<Held>,
     /// Fetches the schemas records name, when a registry is configured.
     registry: Option<RegistryClient>,
     /// The schema fetch the first held record waits for.
@@ -311,12 +319,15 @@ impl Pipeline {
                 self.forget_revoked_held();
             }
             while !self.blocked() {
-                let Some(message) = self.held.pop_front() else {
+                let Some(held) = self.held.pop_front() else {
                     break;
                 };
-                match offer(&self.stages, &mut self.batch, &message)? {
-                    Accepted::Taken => self.consumed.count(message.topic()),
-                    Accepted::NeedsSchema(key) => self.hold_for_schema(message, key),
+                match offer(&self.stages, &mut self.batch, &held.message)? {
+                    Accepted::Taken => self.consumed.count(held.message.topic()),
+                    Accepted::NeedsSchema(key) => {
+                        self.held.push_front(held);
+                        self.fetch_schema(key);
+                    }
                 }
                 self.dispatch_if_full();
             }
@@ -366,7 +377,8 @@ impl Pipeline {
                         // Only a partition assigned during the pause delivers now: hold its
                         // record and pause it too.
                         pause_partition(&self.consumer, message.topic(), message.partition());
-                        self.held.push_back(message.detach());
+                        let held = self.held(message.detach());
+                        self.held.push_back(held);
                     }
                     Ok(message) => {
                         last_receive_error.clear();
@@ -388,19 +400,15 @@ impl Pipeline {
         }
     }
 
-    /// Lets go of held records whose partition was revoked while they waited: their offsets were
-    /// never stored, so the partition's new owner reads them from the committed offset.
-    /// Processing them here would write them twice and store offsets for a partition this
-    /// member no longer owns.
+    /// Lets go of held records whose partition was revoked while they waited, even if it was
+    /// given back since: their offsets were never stored, so whoever owns the partition now
+    /// (this member included) reads them again from the committed offset. Processing them here
+    /// would write them twice and could store an offset behind one another member committed.
     fn forget_revoked_held(&mut self) {
-        let Ok(assignment) = self.consumer.assignment() else {
-            return;
-        };
+        let context = self.consumer.context();
         let before = self.held.len();
-        self.held.retain(|message| {
-            assignment
-                .find_partition(message.topic(), message.partition())
-                .is_some()
+        self.held.retain(|held| {
+            context.revocations(held.message.topic(), held.message.partition()) == held.revocations
         });
         let released = before - self.held.len();
         if released > 0 {
@@ -413,8 +421,21 @@ impl Pipeline {
 
     /// Holds `message`, first in line, until `key`'s schema is fetched.
     fn hold_for_schema(&mut self, message: OwnedMessage, key: SchemaKey) {
-        self.held.push_front(message);
+        let held = self.held(message);
+        self.held.push_front(held);
         self.fetch_schema(key);
+    }
+
+    /// `message`, to be held, with its partition's revocation count now.
+    fn held(&self, message: OwnedMessage) -> Held {
+        let revocations = self
+            .consumer
+            .context()
+            .revocations(message.topic(), message.partition());
+        Held {
+            message,
+            revocations,
+        }
     }
 
     /// Starts fetching `key`'s schema; the held record waits for it.

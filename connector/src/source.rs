@@ -10,8 +10,8 @@
 //! partition it lost: the new owner re-reads from the last durable offset and rewrites the same
 //! points (InfluxDB keeps one copy).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -143,6 +143,20 @@ pub struct SourceContext {
     pub(crate) telemetry: Arc<Telemetry>,
     in_flight: Arc<PartitionsInFlight>,
     revoke_wait: Duration,
+    /// How often each partition was revoked from this member.
+    revocations: Mutex<HashMap<(String, i32), u64>>,
+}
+
+impl SourceContext {
+    /// How often `partition` of `topic` has been revoked from this member. A record fetched
+    /// before a revocation is read again from the committed offset after it.
+    pub fn revocations(&self, topic: &str, partition: i32) -> u64 {
+        self.revocations
+            .lock()
+            .ok()
+            .and_then(|counts| counts.get(&(topic.to_owned(), partition)).copied())
+            .unwrap_or_default()
+    }
 }
 
 impl ClientContext for SourceContext {
@@ -158,6 +172,11 @@ impl ConsumerContext for SourceContext {
                 // Let the revoked partitions' writes finish (bounded) so that what they make
                 // durable is stored and committed before another member takes over.
                 let revoked = partition_keys(partitions);
+                if let Ok(mut counts) = self.revocations.lock() {
+                    for key in &revoked {
+                        *counts.entry(key.clone()).or_default() += 1;
+                    }
+                }
                 let started = std::time::Instant::now();
                 let wait = || self.in_flight.wait_idle(&revoked, self.revoke_wait);
                 let idle = match tokio::runtime::Handle::try_current() {
@@ -274,6 +293,7 @@ pub fn subscribe(
                 telemetry,
                 in_flight,
                 revoke_wait,
+                revocations: Mutex::default(),
             })?;
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
