@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the build needs (C toolchain for the bundled librdkafka, Python
-# venv support, curl) when they are missing. Debian/Ubuntu; needs root or sudo for apt-get.
+# venv support, curl) and promtool (Debian's `prometheus` package, for the alerting rule tests)
+# when they are missing. Debian/Ubuntu; needs root or sudo for apt-get.
 set -euo pipefail
 
 missing=()
@@ -11,11 +12,24 @@ command -v perl >/dev/null || missing+=(perl)
 command -v cargo >/dev/null || { echo "install-prerequisites: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
 command -v python3 >/dev/null || missing+=(python3 python3-venv)
 
-if ((${#missing[@]})); then
+# promtool comes only with the Prometheus server package. It is installed on its own, without
+# the recommended node exporter; on a host with an init system the package also starts a
+# Prometheus service, which nothing here uses.
+missing_no_recommends=()
+command -v promtool >/dev/null || missing_no_recommends+=(prometheus)
+
+all_missing=("${missing[@]}" "${missing_no_recommends[@]}")
+if ((${#all_missing[@]})); then
     sudo=""
     [[ $(id -u) -eq 0 ]] || sudo=sudo
-    echo "install-prerequisites: installing ${missing[*]}" >&2
+    echo "install-prerequisites: installing ${all_missing[*]}" >&2
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    if ((${#missing[@]})); then
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if ((${#missing_no_recommends[@]})); then
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+            "${missing_no_recommends[@]}" >/dev/null
+    fi
 fi
 echo "install-prerequisites: ok" >&2

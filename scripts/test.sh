@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: formatting, lints, unit and property tests, then the
-# end-to-end suites against a real Kafka-compatible broker (Tansu) and a real InfluxDB 1.6.7.
+# The whole test suite, from a fresh machine: formatting, lints, unit and property tests, the
+# Prometheus alerting rules (promtool), then the end-to-end suites against a real
+# Kafka-compatible broker (Tansu) and a real InfluxDB 1.6.7.
 # Installs what it needs (Debian packages, PyPI wheels, crates) and stops the services it started.
 #
 #   scripts/test.sh                 everything
@@ -23,6 +24,14 @@ cargo clippy --locked --all-targets -- -D warnings
 
 step "unit and property tests"
 cargo test --locked
+
+step "Prometheus alerting rules (promtool check rules, promtool test rules)"
+command -v promtool >/dev/null || {
+    echo "test.sh: promtool not found; scripts/install-prerequisites.sh installs it (Debian package prometheus)" >&2
+    exit 1
+}
+promtool check rules config/prometheus/kafka-influx-sink.rules.yml
+promtool test rules tests/prometheus/rules.test.yml
 
 step "build the sink binary"
 cargo build --locked --bin kafka-influx-sink
