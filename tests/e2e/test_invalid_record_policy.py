@@ -17,7 +17,7 @@ import time
 from confluent_kafka import Producer
 
 from conftest import committed_offsets, create_topic, read_topic, sink_overrides, unique, wait_for_commits
-from test_metrics_health import free_port, scrape
+from test_metrics_health import free_port, metrics_text, one, parse, series
 
 BEFORE, AFTER, INVALID_OFFSET = 20, 10, 20
 
@@ -52,10 +52,16 @@ def test_skip_policy_writes_the_rest_and_counts_the_skip(kafka, influx, influx_d
     })
     with make_sink(overrides, name="skip") as sink:
         wait_for_commits(kafka, group, topic, {0: BEFORE + AFTER + 1}, sink)
-        samples = scrape(port)
+        text = metrics_text(port)
+    samples = parse(text)
     assert influx.count(database) == BEFORE + AFTER
     assert read_topic(kafka, f"{topic}.dlq") == []
-    assert samples['kis_records_skipped_total{stage="validate",reason="SchemaViolation"}'] == 1, samples
+    # Counted as skipped (by topic, stage and reason), not as dead-lettered; consumed and written
+    # add up.
+    assert series(samples, "kis_records_skipped_total") == {(topic, "validate", "SchemaViolation"): 1}, text
+    assert series(samples, "kis_records_dead_lettered_total") == {}, text
+    assert one(samples, "kis_records_consumed_total", topic=topic) == BEFORE + AFTER + 1, text
+    assert one(samples, "kis_points_written_total", topic=topic) == BEFORE + AFTER, text
     assert "skipped" in sink.log_text()
 
 
