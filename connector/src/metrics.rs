@@ -377,9 +377,9 @@ impl Telemetry {
         self.in_flight_bytes.inc_by(batch.line_bytes() as i64);
         if let Ok(mut partitions) = self.partitions.lock() {
             for next in batch.next_offsets() {
-                partitions
-                    .entry(&next.topic, next.partition)
-                    .batches_in_flight += 1;
+                if let Some(status) = partitions.get_mut(&next.topic, next.partition) {
+                    status.batches_in_flight += 1;
+                }
             }
         }
     }
@@ -438,17 +438,19 @@ impl Telemetry {
         self.batch_bytes.observe(batch.line_bytes() as f64);
         self.last_write_seconds.set(now);
         if let Ok(mut partitions) = self.partitions.lock() {
+            // A partition revoked while its batch was in flight is not brought back.
             for next in batch.next_offsets() {
-                partitions
-                    .entry(&next.topic, next.partition)
-                    .last_durable_write = Some(now);
+                if let Some(status) = partitions.get_mut(&next.topic, next.partition) {
+                    status.last_durable_write = Some(now);
+                }
             }
             for letter in batch.dead_letters().iter().chain(refused) {
-                partitions.entry(&letter.topic, letter.partition).last_error =
-                    Some(TimedError::now(format!(
+                if let Some(status) = partitions.get_mut(&letter.topic, letter.partition) {
+                    status.last_error = Some(TimedError::now(format!(
                         "offset {} dead-lettered: {}",
                         letter.offset, letter.rejection
                     )));
+                }
             }
         }
     }
@@ -619,6 +621,11 @@ impl Telemetry {
                 if stats.consumer_lag >= 0 {
                     status.lag = Some(stats.consumer_lag);
                     self.lag.get_or_create(&labels).set(stats.consumer_lag);
+                } else {
+                    // librdkafka does not know (no end offset yet, or one behind the committed
+                    // offset): no value rather than a stale one.
+                    status.lag = None;
+                    self.lag.remove(&labels);
                 }
                 if stats.committed_offset >= 0 {
                     status.committed_offset = Some(stats.committed_offset);
@@ -668,6 +675,12 @@ impl Telemetry {
             return Err(format!("the Schema Registry refuses the sink: {refusal}"));
         }
         Ok(())
+    }
+
+    /// The Prometheus text format 0.0.4 exposition, for scrapers that do not ask for
+    /// OpenMetrics (and for `promtool check metrics`).
+    pub fn render_prometheus_text(&self) -> String {
+        openmetrics_to_prometheus_text(&self.render())
     }
 
     /// The OpenMetrics text exposition.
@@ -741,6 +754,35 @@ impl Telemetry {
     }
 }
 
+/// Rewrites OpenMetrics text as Prometheus text format 0.0.4: a counter family's `HELP` and
+/// `TYPE` name its `_total` sample, and `UNIT` and `EOF` lines go (0.0.4 has neither).
+fn openmetrics_to_prometheus_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(renamed) => text.push_str(&renamed),
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
+}
+
 fn partitions_topics(partitions: &[serde_json::Value]) -> Vec<String> {
     let mut topics: Vec<String> = partitions
         .iter()
@@ -780,14 +822,33 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListene
     tokio::net::TcpListener::bind(address).await
 }
 
-async fn metrics(State(telemetry): State<Arc<Telemetry>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        telemetry.render(),
-    )
+/// OpenMetrics for scrapers that ask for it (Prometheus does), the 0.0.4 text format otherwise.
+async fn metrics(
+    State(telemetry): State<Arc<Telemetry>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            telemetry.render(),
+        )
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            telemetry.render_prometheus_text(),
+        )
+    }
 }
 
 async fn status(State(telemetry): State<Arc<Telemetry>>) -> impl IntoResponse {

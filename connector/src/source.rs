@@ -128,6 +128,8 @@ impl KafkaSettings {
             "max.partition.fetch.bytes",
             "fetch.max.bytes",
             "queued.min.messages",
+            // The producer's default context would log every statistics report.
+            "statistics.interval.ms",
         ] {
             config.remove(consumer_only);
         }

@@ -274,8 +274,10 @@ class Landed:
     produced_from_ms: int
     started: float  # Unix time the sink started
     scraped: float  # Unix time of the final scrape
-    text: str  # the final /metrics body
+    text: str  # the final /metrics body, OpenMetrics (what Prometheus asks for)
     content_type: str
+    plain_text: str  # the same scrape without an Accept header: Prometheus text format 0.0.4
+    plain_content_type: str
     st: dict  # the final /status
     ready: requests.Response
     healthz: int
@@ -323,13 +325,16 @@ def landed(kafka, influx, make_sink) -> Landed:
                     f"{exc}\nend offsets {ends}\n/metrics excerpt:\n"
                     + excerpt(text, "kis_consumer_lag", "kis_committed_offset", "kis_stored_offset")
                     + f"\n/status partitions: {json.dumps(status(port)['partitions'], indent=1)}") from None
-            response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+            response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5, headers={
+                "Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"})
+            plain = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
             scraped = time.time()
             st = status(port)
             ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
             healthz = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code
         yield Landed(topic, database, ends, produced_from_ms, started, scraped, response.text,
-                     response.headers.get("content-type", ""), st, ready, healthz, influx.count(database),
+                     response.headers.get("content-type", ""), plain.text, plain.headers.get("content-type", ""),
+                     st, ready, healthz, influx.count(database),
                      read_topic(kafka, f"{topic}.dlq"), sink.log_text())
     finally:
         influx.drop_database(database)
@@ -457,17 +462,22 @@ def test_exposition_is_well_formed_openmetrics(landed: Landed):
 
 
 def test_exposition_passes_promtool_check_metrics(landed: Landed):
-    """`curl .../metrics | promtool check metrics` must report no problem."""
+    """`curl .../metrics | promtool check metrics` must report no problem. Without an Accept
+    header the sink serves the Prometheus text format 0.0.4, which promtool reads."""
+    assert landed.plain_content_type.startswith("text/plain; version=0.0.4"), landed.plain_content_type
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool not found: install Debian's `prometheus` package (scripts/install-prerequisites.sh)",
                     pytrace=False)
-    result = subprocess.run([promtool, "check", "metrics"], input=landed.text, capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run([promtool, "check", "metrics"], input=landed.plain_text, capture_output=True,
+                            text=True, timeout=30)
     report = (result.stdout + result.stderr).strip()
     assert result.returncode == 0 and not report, (
-        f"promtool check metrics exited {result.returncode} on a scrape served as {landed.content_type!r}:\n"
-        f"{report}\n--- exposition ---\n{landed.text}")
+        f"promtool check metrics exited {result.returncode} on a scrape served as {landed.plain_content_type!r}:\n"
+        f"{report}\n--- exposition ---\n{landed.plain_text}")
+    # Same samples in both formats.
+    samples = lambda text: sorted(l for l in text.splitlines() if l and not l.startswith("#"))  # noqa: E731
+    assert samples(landed.plain_text) == samples(landed.text)
 
 
 # --- 2. a missing database: unready, nothing committed, recovers by itself ------------------------

@@ -204,3 +204,31 @@ fn readiness_needs_a_join_and_an_accepting_influxdb_and_registry() {
     telemetry.set_registry_refusal(None);
     assert!(telemetry.readiness().is_ok());
 }
+
+#[test]
+fn prometheus_text_names_counters_by_their_samples() {
+    let telemetry = Telemetry::new();
+    telemetry.consumed("t", 3);
+    let text = telemetry.render_prometheus_text();
+    assert!(
+        text.contains("# TYPE kis_records_consumed_total counter\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# HELP kis_records_consumed_total Records read"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kis_records_consumed_total{topic=\"t\"} 3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE kis_write_duration_seconds histogram\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("# EOF") && !text.contains("# UNIT"),
+        "{text}"
+    );
+    assert!(telemetry.render().ends_with("# EOF\n"));
+}
