@@ -22,6 +22,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::alerts::AlertMetrics;
 use crate::reject::Rejection;
 
 /// Labels of the dead-letter counter.
@@ -49,6 +50,7 @@ pub struct Telemetry {
     write_retries: Counter,
     last_write_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     registry_requests: Family<RegistryLabels, Counter>,
+    alerts: AlertMetrics,
     joined: AtomicBool,
     influx_refusal: Mutex<Option<String>>,
     registry_refusal: Mutex<Option<String>>,
@@ -108,6 +110,7 @@ impl Telemetry {
             "Schema fetches from the Schema Registry, by outcome (ok, not_found, refused, error); each schema id is fetched once and cached",
             registry_requests.clone(),
         );
+        let alerts = AlertMetrics::register(&mut registry);
         let build_info = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION"))])
@@ -123,6 +126,7 @@ impl Telemetry {
             write_retries,
             last_write_seconds,
             registry_requests,
+            alerts,
             joined: AtomicBool::new(false),
             influx_refusal: Mutex::new(None),
             registry_refusal: Mutex::new(None),
@@ -171,7 +175,12 @@ impl Telemetry {
     /// stale values for partitions another member now owns.
     pub fn partitions_revoked(&self, partitions: &[(String, i32)]) {
         // Per-partition series are removed here as they are added.
-        let _ = partitions;
+        self.alerts.partitions_revoked(partitions);
+    }
+
+    /// The fuel alert gauges and counters.
+    pub fn alert_metrics(&self) -> &AlertMetrics {
+        &self.alerts
     }
 
     /// The consumer joined its group (an assignment arrived, possibly empty).
