@@ -14,7 +14,8 @@
 //! the sink reports and the tests compare with InfluxDB. [`Batch::alert_points`] counts them.
 //! The batch also keeps each generator's newest reading, for the gauges once it is durable.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -327,8 +328,33 @@ impl Batch {
         })
     }
 
-    /// What InfluxDB took of this batch, once durable, given the dead letters of the lines it
-    /// refused.
+    /// The refused lines' dead letters to deliver: one per record. When InfluxDB refused both a
+    /// record's own line and its alert line (a tag it cannot store is on both), the record goes
+    /// to the dead-letter topic once, with its own line's reason. Borrowed when nothing repeats.
+    pub fn one_letter_per_record<'a>(&self, refused: &'a [DeadLetter]) -> Cow<'a, [DeadLetter]> {
+        let is_alert = |letter: &DeadLetter| letter.rejection.reason == ALERT_REJECTED;
+        if !refused.iter().any(is_alert) {
+            return Cow::Borrowed(refused);
+        }
+        let own: HashSet<(&str, i32, i64)> = refused
+            .iter()
+            .filter(|letter| !is_alert(letter))
+            .map(|letter| (letter.topic.as_str(), letter.partition, letter.offset))
+            .collect();
+        Cow::Owned(
+            refused
+                .iter()
+                .filter(|letter| {
+                    !is_alert(letter)
+                        || !own.contains(&(letter.topic.as_str(), letter.partition, letter.offset))
+                })
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// What InfluxDB took of this batch, once durable, given the dead letters of all the lines
+    /// it refused (before [`Batch::one_letter_per_record`]).
     pub fn written(&self, refused: &[DeadLetter]) -> Written {
         let mut written = Written {
             points: self.points(),
@@ -656,6 +682,55 @@ mod tests {
             Written {
                 points: 2,
                 alert_points: [0, 0]
+            }
+        );
+    }
+
+    #[test]
+    fn a_record_whose_point_and_alert_are_both_refused_is_dead_lettered_once() {
+        let now = Instant::now();
+        let mut batch = Batch::default();
+        for offset in 1..=3 {
+            add_line(&mut batch, &message("t", 0, offset), now);
+            add_alert_line(&mut batch, Level::Critical);
+        }
+        let refused = |line| {
+            batch
+                .dead_letter_for_line(
+                    line,
+                    Rejection {
+                        stage: Stage::Write,
+                        reason: "InfluxDbRejected",
+                        message: "max key length exceeded".into(),
+                    },
+                )
+                .unwrap()
+        };
+        // Record 1: both lines refused; record 2: only its alert; record 3: only its point.
+        let letters = vec![refused(0), refused(1), refused(3), refused(4)];
+        let delivered = batch.one_letter_per_record(&letters);
+        let delivered: Vec<(i64, &str)> = delivered
+            .iter()
+            .map(|letter| (letter.offset, letter.rejection.reason))
+            .collect();
+        assert_eq!(
+            delivered,
+            [
+                (1, "InfluxDbRejected"),
+                (2, ALERT_REJECTED),
+                (3, "InfluxDbRejected")
+            ]
+        );
+        assert!(matches!(
+            batch.one_letter_per_record(&[refused(0)]),
+            Cow::Borrowed(_)
+        ));
+        // The accounting sees every refused line: two points and two alerts were not written.
+        assert_eq!(
+            batch.written(&letters),
+            Written {
+                points: 1,
+                alert_points: [0, 1]
             }
         );
     }

@@ -165,7 +165,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         telemetry
             .alert_metrics()
             .set_max_generators(alerts.max_generators);
-        warn_if_alerts_cannot_fire(alerts, &config.mapping);
+        log_if_alerts_cannot_fire(alerts, &config.mapping);
     }
     let server = match config.metrics_listen {
         Some(address) => {
@@ -487,14 +487,16 @@ impl Pipeline {
         self.summary.alert_points += alert_points as u64;
         let written = taken.points as u64;
         self.summary.written += written;
-        self.summary.dead_lettered += (batch.dead_letters().len() + refused.len()) as u64;
+        // What went to the dead-letter topic: a record refused twice (point and alert) once.
+        let delivered = batch.one_letter_per_record(&refused);
+        self.summary.dead_lettered += (batch.dead_letters().len() + delivered.len()) as u64;
         self.summary.batches += 1;
         self.telemetry.batch_durable(
             written,
             batch
                 .dead_letters()
                 .iter()
-                .chain(&refused)
+                .chain(delivered.iter())
                 .map(|letter| &letter.rejection),
         );
         if self.stages.alerts.is_some() {
@@ -504,7 +506,7 @@ impl Pipeline {
             batch = id,
             points = written,
             alert_points,
-            dead_letters = batch.dead_letters().len() + refused.len(),
+            dead_letters = batch.dead_letters().len() + delivered.len(),
             bytes = batch.line_bytes(),
             "batch durable"
         );
@@ -639,7 +641,7 @@ impl Stages {
             .map_err(|error| Unencoded::from(error.rejection()))?;
         batch.add_point(message, now);
         if let Some(alerts) = &self.alerts {
-            add_alert(alerts, &point, message, batch);
+            add_fuel_reading(alerts, &point, message, batch);
         }
         Ok(())
     }
@@ -647,7 +649,12 @@ impl Stages {
 
 /// Adds the reading `point` is (if it is one) to the batch, and its alert point when its fuel is
 /// below a threshold. The record's own line must be the last one added.
-fn add_alert<M: Message>(rules: &AlertRules, point: &Point<'_>, message: &M, batch: &mut Batch) {
+fn add_fuel_reading<M: Message>(
+    rules: &AlertRules,
+    point: &Point<'_>,
+    message: &M,
+    batch: &mut Batch,
+) {
     let Some(reading) = rules.reading(point) else {
         return;
     };
@@ -674,17 +681,18 @@ fn add_alert<M: Message>(rules: &AlertRules, point: &Point<'_>, message: &M, bat
 }
 
 /// Says at start-up when the mapping cannot produce what alerts read: enabled by default, they
-/// would otherwise silently never fire for a mapping that renames the id tag or fuel field.
-fn warn_if_alerts_cannot_fire(alerts: &AlertRules, mapping: &Mapping) {
+/// would otherwise quietly never fire for a mapping that renames the id tag or fuel field. Only
+/// `info`: a sink for other data than generators is not misconfigured.
+fn log_if_alerts_cannot_fire(alerts: &AlertRules, mapping: &Mapping) {
     if !mapping.writes_tag(&alerts.id_tag) {
-        warn!(
+        info!(
             id_tag = alerts.id_tag,
-            "fuel alerts: the mapping writes no tag named alerts.id_tag, so no record raises an alert"
+            "fuel alerts: the mapping writes no tag named alerts.id_tag, so no record raises an alert (alerts.enabled = false turns them off)"
         );
     } else if !mapping.may_write_field(&alerts.fuel_field) {
-        warn!(
+        info!(
             fuel_field = alerts.fuel_field,
-            "fuel alerts: the mapping writes no field named alerts.fuel_field, so no record raises an alert"
+            "fuel alerts: the mapping writes no field named alerts.fuel_field, so no record raises an alert (alerts.enabled = false turns them off)"
         );
     }
 }
