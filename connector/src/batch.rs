@@ -5,14 +5,30 @@
 //! Records are consumed in offset order per partition and every consumed record lands in the
 //! batch either as a line or as a dead letter, so after a batch is durable each of its
 //! partitions is done up to its highest offset: that is the offset the batch lets us store.
+//!
+//! A record below a fuel threshold adds a second line, its alert point ([`crate::alerts`]), in
+//! the same batch and so in the same InfluxDB write: the record's offset is stored only when
+//! both are durable. Alert lines are lines like any other for writing and isolating (a refused
+//! one is dead-lettered as its record, with its own reason), but they are not records: they
+//! count neither towards `max_records` nor as [`Batch::points`], which are the record points
+//! the sink reports and the tests compare with InfluxDB. [`Batch::alert_points`] counts them.
+//! The batch also keeps each generator's newest reading, for the gauges once it is durable.
 
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use rdkafka::message::Message;
 
+use crate::alerts::{FuelReading, GaugeReading, Level, Thresholds};
 use crate::dead_letter::DeadLetter;
-use crate::reject::Rejection;
+use crate::reject::{Rejection, truncate_message};
+
+/// Dead-letter reason of a record whose alert point InfluxDB refused. The record's own point is
+/// accounted for separately (written, or dead-lettered with its own reason), so the reason must
+/// say which of its lines was refused.
+pub const ALERT_REJECTED: &str = "AlertPointRejected";
 
 /// When a batch is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +52,15 @@ pub struct NextOffset {
     pub offset: i64,
 }
 
+/// What a line is.
+#[derive(Debug)]
+enum LineOrigin {
+    /// A record's point; its source is enough to dead-letter the record unchanged.
+    Record(LineSource),
+    /// The alert point derived from the record whose point is line `record_line`.
+    Alert { level: Level, record_line: usize },
+}
+
 /// Where a line came from: enough to dead-letter it unchanged.
 #[derive(Debug)]
 struct LineSource {
@@ -54,13 +79,39 @@ pub struct Batch {
     lines: Vec<u8>,
     /// End (exclusive) of each line in `lines`.
     line_ends: Vec<usize>,
-    /// The record behind each line; its bytes live in `original_bytes`.
-    line_sources: Vec<LineSource>,
+    /// What each line is and the record behind it; its bytes live in `original_bytes`.
+    line_sources: Vec<LineOrigin>,
     original_bytes: Vec<u8>,
     topics: Vec<String>,
     dead_letters: Vec<DeadLetter>,
     next_offsets: Vec<NextOffset>,
     opened_at: Option<Instant>,
+    /// Alert lines per level, indexed by [`Level::index`].
+    alert_lines: [usize; 2],
+    /// The newest reading of each generator in the batch: one entry per generator, so a
+    /// generator reporting often costs no more than one reporting once.
+    latest: HashMap<String, Latest>,
+}
+
+/// A generator's newest reading in the batch.
+#[derive(Debug, Clone, Copy)]
+struct Latest {
+    fuel: f64,
+    thresholds: Thresholds,
+    timestamp_ns: i64,
+    /// Index into `topics`.
+    topic: usize,
+    partition: i32,
+    offset: i64,
+}
+
+/// What InfluxDB took of a durable batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Record points written (lines refused by InfluxDB excluded).
+    pub points: usize,
+    /// Alert points written, indexed by [`Level::index`].
+    pub alert_points: [usize; 2],
 }
 
 impl Batch {
@@ -72,22 +123,12 @@ impl Batch {
 
     /// Records that the line just encoded into [`Batch::line_buffer`] came from `message`.
     pub fn add_point<M: Message>(&mut self, message: &M, now: Instant) {
-        let topic = match self
-            .topics
-            .iter()
-            .position(|topic| topic == message.topic())
-        {
-            Some(index) => index,
-            None => {
-                self.topics.push(message.topic().to_owned());
-                self.topics.len() - 1
-            }
-        };
+        let topic = self.topic_index(message.topic());
         let key = message.key().map(|key| self.keep(key));
         let value = message.payload().map(|value| self.keep(value));
         let headers = crate::dead_letter::copy_headers(message);
         self.line_ends.push(self.lines.len());
-        self.line_sources.push(LineSource {
+        self.line_sources.push(LineOrigin::Record(LineSource {
             topic,
             partition: message.partition(),
             offset: message.offset(),
@@ -95,8 +136,66 @@ impl Batch {
             key,
             value,
             headers,
-        });
+        }));
         self.advance(message.topic(), message.partition(), message.offset(), now);
+    }
+
+    /// Records that the line just encoded into [`Batch::line_buffer`] is the alert point of the
+    /// record added last with [`Batch::add_point`]. It shares that record's source (nothing is
+    /// copied) and offset. Without such a record the line is dropped again, so that every line
+    /// keeps a record to be dead-lettered as.
+    pub fn add_alert(&mut self, level: Level) {
+        let Some(record_line) = self
+            .line_sources
+            .iter()
+            .rposition(|origin| matches!(origin, LineOrigin::Record(_)))
+        else {
+            let end = self.line_ends.last().copied().unwrap_or(0);
+            self.lines.truncate(end);
+            return;
+        };
+        self.line_ends.push(self.lines.len());
+        self.line_sources
+            .push(LineOrigin::Alert { level, record_line });
+        self.alert_lines[level.index()] += 1;
+    }
+
+    /// Keeps `reading` (of the record at `topic[partition]@offset`, added with
+    /// [`Batch::add_point`]) if it is its generator's newest in the batch. Allocates only for a
+    /// generator's first reading in the batch.
+    pub fn add_reading(
+        &mut self,
+        reading: &FuelReading<'_>,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) {
+        let latest = Latest {
+            fuel: reading.fuel,
+            thresholds: reading.thresholds,
+            timestamp_ns: reading.timestamp_ns,
+            topic: self.topic_index(topic),
+            partition,
+            offset,
+        };
+        match self.latest.get_mut(reading.generator) {
+            // Same timestamp: the later record wins, as it does in InfluxDB.
+            Some(kept) if kept.timestamp_ns <= latest.timestamp_ns => *kept = latest,
+            Some(_) => {}
+            None => {
+                self.latest.insert(reading.generator.to_owned(), latest);
+            }
+        }
+    }
+
+    fn topic_index(&mut self, topic: &str) -> usize {
+        match self.topics.iter().position(|known| known == topic) {
+            Some(index) => index,
+            None => {
+                self.topics.push(topic.to_owned());
+                self.topics.len() - 1
+            }
+        }
     }
 
     fn keep(&mut self, bytes: &[u8]) -> Range<usize> {
@@ -105,9 +204,29 @@ impl Batch {
         start..self.original_bytes.len()
     }
 
-    /// The dead letter for line `index`, as its record was consumed.
+    /// The dead letter for line `index`, as its record was consumed. For an alert line that is
+    /// the record it was derived from, with reason [`ALERT_REJECTED`] and a message saying so.
     pub fn dead_letter_for_line(&self, index: usize, rejection: Rejection) -> Option<DeadLetter> {
-        let source = self.line_sources.get(index)?;
+        let (source, rejection) = match self.line_sources.get(index)? {
+            LineOrigin::Record(source) => (source, rejection),
+            LineOrigin::Alert { level, record_line } => {
+                match self.line_sources.get(*record_line)? {
+                    LineOrigin::Record(source) => (
+                        source,
+                        Rejection {
+                            stage: rejection.stage,
+                            reason: ALERT_REJECTED,
+                            message: truncate_message(format!(
+                                "InfluxDB refused the {level} fuel alert point derived from this record \
+                             (the record's own point is accounted for separately): {}",
+                                rejection.message
+                            )),
+                        },
+                    ),
+                    LineOrigin::Alert { .. } => return None,
+                }
+            }
+        };
         let bytes = |range: &Option<Range<usize>>| {
             range
                 .as_ref()
@@ -126,13 +245,15 @@ impl Batch {
         })
     }
 
-    /// The source topic and Kafka timestamp (ms) of each line, in line order.
+    /// The source topic and Kafka timestamp (ms) of each record's line, in line order (alert
+    /// lines are not records).
     pub fn line_origins(&self) -> impl Iterator<Item = (&str, Option<i64>)> {
-        self.line_sources.iter().map(|source| {
-            (
+        self.line_sources.iter().filter_map(|origin| match origin {
+            LineOrigin::Record(source) => Some((
                 self.topics.get(source.topic).map_or("", String::as_str),
                 source.timestamp_ms,
-            )
+            )),
+            LineOrigin::Alert { .. } => None,
         })
     }
 
@@ -176,14 +297,116 @@ impl Batch {
         self.opened_at.is_none()
     }
 
-    /// Records held: points plus dead letters.
+    /// Records held: points plus dead letters (alert points are not records).
     pub fn records(&self) -> usize {
         self.points() + self.dead_letters.len()
     }
 
-    /// Points held.
+    /// Record points held (alert points excluded).
     pub fn points(&self) -> usize {
-        self.line_ends.len()
+        self.line_ends.len() - self.alert_points()
+    }
+
+    /// Alert points held.
+    pub fn alert_points(&self) -> usize {
+        self.alert_lines.iter().sum()
+    }
+
+    /// Alert points of `level` held.
+    pub fn alert_points_of(&self, level: Level) -> usize {
+        self.alert_lines[level.index()]
+    }
+
+    /// The dead-letter reason [`Batch::dead_letter_for_line`] gave `letter` says an alert line
+    /// was refused: that alert's level. `None` for a record's own refused line.
+    pub fn refused_alert_level(&self, letter: &DeadLetter) -> Option<Level> {
+        if letter.rejection.reason != ALERT_REJECTED {
+            return None;
+        }
+        // A record has at most one alert line, so its position identifies it. Refusals are rare:
+        // a scan is fine.
+        self.line_sources.iter().find_map(|origin| match origin {
+            LineOrigin::Alert { level, record_line } => match self.line_sources.get(*record_line) {
+                Some(LineOrigin::Record(source))
+                    if source.partition == letter.partition
+                        && source.offset == letter.offset
+                        && self.topics.get(source.topic) == Some(&letter.topic) =>
+                {
+                    Some(*level)
+                }
+                _ => None,
+            },
+            LineOrigin::Record(_) => None,
+        })
+    }
+
+    /// The refused lines' dead letters to deliver: one per record. When InfluxDB refused both a
+    /// record's own line and its alert line (a tag it cannot store is on both), the record goes
+    /// to the dead-letter topic once, with its own line's reason. Borrowed when nothing repeats.
+    pub fn one_letter_per_record<'a>(&self, refused: &'a [DeadLetter]) -> Cow<'a, [DeadLetter]> {
+        let is_alert = |letter: &DeadLetter| letter.rejection.reason == ALERT_REJECTED;
+        if !refused.iter().any(is_alert) {
+            return Cow::Borrowed(refused);
+        }
+        let own: HashSet<(&str, i32, i64)> = refused
+            .iter()
+            .filter(|letter| !is_alert(letter))
+            .map(|letter| (letter.topic.as_str(), letter.partition, letter.offset))
+            .collect();
+        Cow::Owned(
+            refused
+                .iter()
+                .filter(|letter| {
+                    !is_alert(letter)
+                        || !own.contains(&(letter.topic.as_str(), letter.partition, letter.offset))
+                })
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// What InfluxDB took of this batch, once durable, given the dead letters of all the lines
+    /// it refused (before [`Batch::one_letter_per_record`]).
+    pub fn written(&self, refused: &[DeadLetter]) -> Written {
+        let mut written = Written {
+            points: self.points(),
+            alert_points: self.alert_lines,
+        };
+        for letter in refused {
+            match self.refused_alert_level(letter) {
+                Some(level) => {
+                    let count = &mut written.alert_points[level.index()];
+                    *count = count.saturating_sub(1);
+                }
+                None => written.points = written.points.saturating_sub(1),
+            }
+        }
+        written
+    }
+
+    /// Each generator's newest reading whose point InfluxDB took (a refused record's reading is
+    /// left out), for the gauges once the batch is durable.
+    pub fn written_readings<'a>(
+        &'a self,
+        refused: &'a [DeadLetter],
+    ) -> impl Iterator<Item = GaugeReading<'a>> + 'a {
+        self.latest.iter().filter_map(move |(generator, latest)| {
+            let topic = self.topics.get(latest.topic)?;
+            let was_refused = refused.iter().any(|letter| {
+                letter.rejection.reason != ALERT_REJECTED
+                    && letter.offset == latest.offset
+                    && letter.partition == latest.partition
+                    && letter.topic == *topic
+            });
+            (!was_refused).then_some(GaugeReading {
+                generator,
+                fuel: latest.fuel,
+                thresholds: latest.thresholds,
+                timestamp_ns: latest.timestamp_ns,
+                topic,
+                partition: latest.partition,
+            })
+        })
     }
 
     /// Line protocol bytes held.
@@ -226,6 +449,8 @@ impl Batch {
         self.dead_letters.clear();
         self.next_offsets.clear();
         self.opened_at = None;
+        self.alert_lines = [0; 2];
+        self.latest.clear();
     }
 }
 
@@ -368,5 +593,232 @@ mod tests {
         assert!(batch.dead_letter_for_line(2, rejection).is_none());
         batch.clear();
         assert!(batch.line_ends().is_empty());
+    }
+
+    fn add_alert_line(batch: &mut Batch, level: Level) {
+        batch
+            .line_buffer()
+            .extend_from_slice(format!("alerts,level={level} fuel=1 1\n").as_bytes());
+        batch.add_alert(level);
+    }
+
+    fn reading(generator: &str, fuel: f64, timestamp_ns: i64) -> FuelReading<'_> {
+        FuelReading {
+            generator,
+            fuel,
+            thresholds: Thresholds::new(200.0, 100.0).unwrap(),
+            timestamp_ns,
+        }
+    }
+
+    #[test]
+    fn alert_lines_are_written_but_are_neither_records_nor_points() {
+        let now = Instant::now();
+        let mut batch = Batch::default();
+        add_line(&mut batch, &message("t", 0, 1), now);
+        add_alert_line(&mut batch, Level::Warn);
+        add_line(&mut batch, &message("t", 0, 2), now);
+        add_alert_line(&mut batch, Level::Critical);
+        add_line(&mut batch, &message("t", 1, 3), now);
+        add_alert_line(&mut batch, Level::Critical);
+        assert_eq!(batch.line_ends().len(), 6, "every line is written");
+        assert_eq!((batch.records(), batch.points()), (3, 3));
+        assert_eq!(batch.alert_points(), 3);
+        assert_eq!(
+            (
+                batch.alert_points_of(Level::Warn),
+                batch.alert_points_of(Level::Critical)
+            ),
+            (1, 2)
+        );
+        // max_records is 3: full by its records, not its 6 lines.
+        assert!(batch.is_full(&policy()));
+        let mut two = Batch::default();
+        add_line(&mut two, &message("t", 0, 1), now);
+        add_alert_line(&mut two, Level::Warn);
+        add_line(&mut two, &message("t", 0, 2), now);
+        add_alert_line(&mut two, Level::Warn);
+        assert!(!two.is_full(&policy()), "two records and two alerts");
+        assert_eq!(
+            batch.written(&[]),
+            Written {
+                points: 3,
+                alert_points: [1, 2]
+            }
+        );
+        batch.clear();
+        assert_eq!((batch.alert_points(), batch.points()), (0, 0));
+    }
+
+    #[test]
+    fn a_refused_alert_line_is_dead_lettered_as_its_record_and_counted_as_an_alert() {
+        let now = Instant::now();
+        let mut batch = Batch::default();
+        add_line(&mut batch, &message("t", 0, 1), now);
+        add_line(&mut batch, &message("t", 0, 2), now);
+        add_alert_line(&mut batch, Level::Critical);
+        add_line(&mut batch, &message("t", 0, 3), now);
+        let refused = Rejection {
+            stage: Stage::Write,
+            reason: "InfluxDbRejected",
+            message: "field type conflict".into(),
+        };
+        let alert = batch.dead_letter_for_line(2, refused.clone()).unwrap();
+        assert_eq!((alert.partition, alert.offset), (0, 2));
+        assert_eq!(alert.value.as_deref(), Some(&b"value-2"[..]));
+        assert_eq!(alert.rejection.stage, Stage::Write);
+        assert_eq!(alert.rejection.reason, ALERT_REJECTED);
+        assert!(
+            alert
+                .rejection
+                .message
+                .contains("critical fuel alert point")
+                && alert.rejection.message.ends_with("field type conflict"),
+            "{}",
+            alert.rejection.message
+        );
+        assert_eq!(batch.refused_alert_level(&alert), Some(Level::Critical));
+        // The record's own line keeps InfluxDB's reason.
+        let own = batch.dead_letter_for_line(3, refused).unwrap();
+        assert_eq!((own.offset, own.rejection.reason), (3, "InfluxDbRejected"));
+        assert_eq!(batch.refused_alert_level(&own), None);
+        assert_eq!(
+            batch.written(std::slice::from_ref(&alert)),
+            Written {
+                points: 3,
+                alert_points: [0, 0]
+            }
+        );
+        assert_eq!(
+            batch.written(&[alert, own]),
+            Written {
+                points: 2,
+                alert_points: [0, 0]
+            }
+        );
+    }
+
+    #[test]
+    fn a_record_whose_point_and_alert_are_both_refused_is_dead_lettered_once() {
+        let now = Instant::now();
+        let mut batch = Batch::default();
+        for offset in 1..=3 {
+            add_line(&mut batch, &message("t", 0, offset), now);
+            add_alert_line(&mut batch, Level::Critical);
+        }
+        let refused = |line| {
+            batch
+                .dead_letter_for_line(
+                    line,
+                    Rejection {
+                        stage: Stage::Write,
+                        reason: "InfluxDbRejected",
+                        message: "max key length exceeded".into(),
+                    },
+                )
+                .unwrap()
+        };
+        // Record 1: both lines refused; record 2: only its alert; record 3: only its point.
+        let letters = vec![refused(0), refused(1), refused(3), refused(4)];
+        let delivered = batch.one_letter_per_record(&letters);
+        let delivered: Vec<(i64, &str)> = delivered
+            .iter()
+            .map(|letter| (letter.offset, letter.rejection.reason))
+            .collect();
+        assert_eq!(
+            delivered,
+            [
+                (1, "InfluxDbRejected"),
+                (2, ALERT_REJECTED),
+                (3, "InfluxDbRejected")
+            ]
+        );
+        assert!(matches!(
+            batch.one_letter_per_record(&[refused(0)]),
+            Cow::Borrowed(_)
+        ));
+        // The accounting sees every refused line: two points and two alerts were not written.
+        assert_eq!(
+            batch.written(&letters),
+            Written {
+                points: 1,
+                alert_points: [0, 1]
+            }
+        );
+    }
+
+    #[test]
+    fn an_alert_without_a_record_leaves_no_line() {
+        let mut batch = Batch::default();
+        add_alert_line(&mut batch, Level::Warn);
+        assert!(batch.lines().is_empty() && batch.line_ends().is_empty());
+        assert_eq!(batch.alert_points(), 0);
+        // Lines and their origins stay in step: the next record is line 0.
+        add_line(&mut batch, &message("t", 0, 1), Instant::now());
+        assert_eq!(batch.lines(), b"m f=1 1\n");
+        assert_eq!(batch.line_ends(), &[8]);
+    }
+
+    #[test]
+    fn keeps_only_each_generators_newest_reading_and_leaves_out_refused_ones() {
+        let now = Instant::now();
+        let mut batch = Batch::default();
+        for (offset, (generator, fuel, timestamp)) in [
+            ("a", 300.0, 10),
+            ("b", 90.0, 10),
+            ("a", 150.0, 30),
+            // Older than a's reading above (another partition's record, read later).
+            ("a", 999.0, 20),
+            ("c", 50.0, 5),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let partition = (offset % 2) as i32;
+            let message = message("t", partition, offset as i64);
+            add_line(&mut batch, &message, now);
+            batch.add_reading(
+                &reading(generator, fuel, timestamp),
+                "t",
+                partition,
+                offset as i64,
+            );
+        }
+        assert_eq!(batch.latest.len(), 3);
+        let mut readings: Vec<_> = batch
+            .written_readings(&[])
+            .map(|r| (r.generator.to_owned(), r.fuel, r.timestamp_ns, r.partition))
+            .collect();
+        readings.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            readings,
+            vec![
+                ("a".to_owned(), 150.0, 30, 0),
+                ("b".to_owned(), 90.0, 10, 1),
+                ("c".to_owned(), 50.0, 5, 0),
+            ]
+        );
+        // c's record (offset 4) was refused by InfluxDB: its reading is not shown.
+        let refused = batch
+            .dead_letter_for_line(
+                4,
+                Rejection {
+                    stage: Stage::Write,
+                    reason: "InfluxDbRejected",
+                    message: "no".into(),
+                },
+            )
+            .unwrap();
+        let shown: Vec<&str> = {
+            let mut shown: Vec<&str> = batch
+                .written_readings(std::slice::from_ref(&refused))
+                .map(|r| r.generator)
+                .collect();
+            shown.sort();
+            shown
+        };
+        assert_eq!(shown, ["a", "b"]);
+        batch.clear();
+        assert_eq!(batch.written_readings(&[]).count(), 0);
     }
 }

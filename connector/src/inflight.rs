@@ -243,7 +243,9 @@ async fn make_durable(
             batch.dead_letter_for_line(line.index, rejection)
         })
         .collect();
-    if !refused.is_empty() && dead_letters.deliver(&refused, abandon).await.is_err() {
+    // A record whose own line and alert line were both refused goes to the topic once.
+    let letters = batch.one_letter_per_record(&refused);
+    if !letters.is_empty() && dead_letters.deliver(&letters, abandon).await.is_err() {
         return Err(Abandoned);
     }
     Ok(refused)

@@ -22,6 +22,8 @@
 //! - [`batch`]: lines, dead letters and the offsets they make committable; the flush policy.
 //! - [`write`](mod@write): the InfluxDB v1/v2/v3 HTTP writer and its response policy.
 //! - [`dead_letter`]: the dead-letter producer and its Kafka Connect-style headers.
+//! - [`alerts`]: fuel alerts: a reading below a threshold adds an alert point to its batch;
+//!   per-generator gauges follow what is durable.
 //! - [`metrics`]: Prometheus metrics, `/status`, `/healthz` and `/readyz`; [`status`] holds
 //!   the per-partition state behind them.
 //! - [`inflight`]: batches being written (up to `write_concurrency` at once).
@@ -46,6 +48,7 @@
 //! InfluxDB refuses goes to the dead-letter topic, and everything else is retried until it is
 //! durable or the sink stops (and, with `influxdb.give_up_after_ms`, stays unready).
 
+pub mod alerts;
 pub mod batch;
 pub mod config;
 pub mod dead_letter;

@@ -33,7 +33,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::batch::{Batch, NextOffset};
+use crate::alerts::AlertMetrics;
+use crate::batch::{ALERT_REJECTED, Batch, NextOffset};
 use crate::dead_letter::DeadLetter;
 use crate::reject::Rejection;
 use crate::status::{Partitions, TimedError, unix_now};
@@ -133,6 +134,7 @@ pub struct Telemetry {
     paused_partitions: Gauge,
     rebalances: Family<EventLabels, Counter>,
     ready: Gauge,
+    alerts: AlertMetrics,
     joined: AtomicBool,
     influx_refusal: Mutex<Option<String>>,
     registry_refusal: Mutex<Option<String>>,
@@ -316,6 +318,7 @@ impl Telemetry {
             "1 when /readyz answers 200, else 0",
             Gauge::default(),
         );
+        let alerts = AlertMetrics::register(&mut registry);
         let build_info = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
         build_info
             .get_or_create(&vec![
@@ -349,6 +352,7 @@ impl Telemetry {
             paused_partitions,
             rebalances,
             ready,
+            alerts,
             joined: AtomicBool::new(false),
             influx_refusal: Mutex::new(None),
             registry_refusal: Mutex::new(None),
@@ -412,11 +416,19 @@ impl Telemetry {
                 self.end_to_end_latency.observe(latency);
             }
         }
-        for letter in refused {
+        // Refused alert lines are not record points.
+        for letter in refused
+            .iter()
+            .filter(|letter| letter.rejection.reason != ALERT_REJECTED)
+        {
             if let Some((_, count)) = written.iter_mut().find(|(known, _)| *known == letter.topic) {
                 *count = count.saturating_sub(1);
             }
         }
+        // A record refused twice (its point and its alert point) was dead-lettered once.
+        let refused = batch.one_letter_per_record(refused);
+        let refused = refused.as_ref();
+
         for (topic, points) in written {
             self.written
                 .get_or_create(&TopicLabels {
@@ -539,6 +551,7 @@ impl Telemetry {
         self.rebalances
             .get_or_create(&EventLabels { event: "revoke" })
             .inc();
+        self.alerts.partitions_revoked(revoked);
         if let Ok(mut partitions) = self.partitions.lock() {
             for (topic, partition) in revoked {
                 partitions.remove(topic, *partition);
@@ -649,6 +662,11 @@ impl Telemetry {
         if let Ok(mut current) = self.registry_refusal.lock() {
             *current = refusal;
         }
+    }
+
+    /// The fuel alert gauges and counters.
+    pub fn alert_metrics(&self) -> &AlertMetrics {
+        &self.alerts
     }
 
     /// The consumer joined its group (an assignment arrived, possibly empty).

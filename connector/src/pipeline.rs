@@ -37,12 +37,13 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::batch::{Batch, BatchPolicy};
+use crate::alerts::{AlertRules, Level};
+use crate::batch::{Batch, BatchPolicy, Written};
 use crate::config::Config;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, InvalidRecordPolicy};
 use crate::decode::{CachedSchema, DecodeFailure, Decoder, SchemaKey, VALUE_SCHEMA_ID_HEADER};
 use crate::inflight::{Completed, InFlight, PartitionsInFlight, TaskFailed};
-use crate::line_protocol;
+use crate::line_protocol::{self, Point};
 use crate::map::{KafkaContext, Mapping};
 use crate::metrics::{self, Telemetry};
 use crate::registry::{RegistryClient, RegistryError};
@@ -56,8 +57,10 @@ use prometheus_client::metrics::counter::Counter;
 pub struct RunSummary {
     /// Records read from Kafka.
     pub consumed: u64,
-    /// Points acknowledged by InfluxDB.
+    /// Points acknowledged by InfluxDB (alert points not included).
     pub written: u64,
+    /// Fuel alert points acknowledged by InfluxDB.
+    pub alert_points: u64,
     /// Records acknowledged by the dead-letter topic.
     pub dead_lettered: u64,
     /// Batches made durable.
@@ -113,6 +116,8 @@ pub struct InvalidRecord {
 struct Stages {
     decoder: Decoder,
     mapping: Mapping,
+    /// Fuel alerts, when enabled.
+    alerts: Option<AlertRules>,
     invalid_record_policy: InvalidRecordPolicy,
     telemetry: Arc<Telemetry>,
 }
@@ -167,6 +172,12 @@ struct Pipeline {
 /// offsets are committed and the consumer leaves its group.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSummary, RunError> {
     let telemetry = Arc::new(Telemetry::new());
+    if let Some(alerts) = &config.alerts {
+        telemetry
+            .alert_metrics()
+            .set_max_generators(alerts.max_generators);
+        log_if_alerts_cannot_fire(alerts, &config.mapping);
+    }
     let server = match config.metrics_listen {
         Some(address) => {
             let listener = metrics::bind(address)
@@ -230,6 +241,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         stages: Stages {
             decoder,
             mapping: config.mapping.clone(),
+            alerts: config.alerts.clone(),
             invalid_record_policy: config.dead_letter.policy,
             telemetry: telemetry.clone(),
         },
@@ -285,6 +297,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
     info!(
         consumed = summary.consumed,
         written = summary.written,
+        alert_points = summary.alert_points,
         dead_lettered = summary.dead_lettered,
         batches = summary.batches,
         "sink stopped"
@@ -497,18 +510,46 @@ impl Pipeline {
             // Abandoned at shutdown: its offsets, and any behind them, stay unstored.
             return;
         };
-        let written = (batch.points() - refused.len()) as u64;
+        let taken = batch.written(&refused);
+        let alert_points: usize = taken.alert_points.iter().sum();
+        self.summary.alert_points += alert_points as u64;
+        let written = taken.points as u64;
         self.summary.written += written;
-        self.summary.dead_lettered += (batch.dead_letters().len() + refused.len()) as u64;
+        // What went to the dead-letter topic: a record refused twice (point and alert) once.
+        let delivered = batch.one_letter_per_record(&refused);
+        self.summary.dead_lettered += (batch.dead_letters().len() + delivered.len()) as u64;
         self.summary.batches += 1;
         self.telemetry.batch_durable(&batch, &refused);
+        if self.stages.alerts.is_some() {
+            self.alerts_durable(&batch, &refused, taken);
+        }
         debug!(
             batch = id,
             points = written,
-            dead_letters = batch.dead_letters().len() + refused.len(),
+            alert_points,
+            dead_letters = batch.dead_letters().len() + delivered.len(),
             bytes = batch.line_bytes(),
             "batch durable"
         );
+    }
+
+    /// Counts a durable batch's alert points and shows its readings on the gauges.
+    fn alerts_durable(&self, batch: &Batch, refused: &[DeadLetter], taken: Written) {
+        let metrics = self.telemetry.alert_metrics();
+        for level in Level::ALL {
+            metrics.alert_points_written(level, taken.alert_points[level.index()] as u64);
+        }
+        // A batch of a partition revoked meanwhile finishes after the rebalance callback removed
+        // that partition's series (the callback runs on this task, inside `recv`): showing its
+        // readings would bring back series this member no longer updates.
+        let assignment = self.consumer.assignment().ok();
+        metrics.update(batch.written_readings(refused).filter(|reading| {
+            assignment.as_ref().is_none_or(|assignment| {
+                assignment
+                    .find_partition(reading.topic, reading.partition)
+                    .is_some()
+            })
+        }));
     }
 
     /// At shutdown: dispatches the buffered batch and waits for every batch in flight (each
@@ -539,11 +580,8 @@ impl Stages {
         batch: &mut Batch,
     ) -> Result<Accepted, InvalidRecord> {
         let now = Instant::now();
-        let rejection = match self.encode(message, batch) {
-            Ok(()) => {
-                batch.add_point(message, now);
-                return Ok(Accepted::Taken);
-            }
+        let rejection = match self.encode(message, batch, now) {
+            Ok(()) => return Ok(Accepted::Taken),
             Err(Unencoded::NeedsSchema(key)) => return Ok(Accepted::NeedsSchema(key)),
             Err(Unencoded::Rejected(rejection)) => rejection,
         };
@@ -585,7 +623,14 @@ impl Stages {
         Ok(Accepted::Taken)
     }
 
-    fn encode<M: Message>(&self, message: &M, batch: &mut Batch) -> Result<(), Unencoded> {
+    /// Decodes, maps and encodes one record into the batch, with its alert point if it raises
+    /// one. Nothing enters the batch when it is rejected.
+    fn encode<M: Message>(
+        &self,
+        message: &M,
+        batch: &mut Batch,
+        now: Instant,
+    ) -> Result<(), Unencoded> {
         let schema_header = message.headers().and_then(|headers| {
             headers
                 .iter()
@@ -621,7 +666,63 @@ impl Stages {
             .mapping
             .map(&decoded.value, kafka)
             .map_err(|error| error.rejection())?;
-        line_protocol::encode(&point, batch.line_buffer()).map_err(|error| error.rejection().into())
+        line_protocol::encode(&point, batch.line_buffer())
+            .map_err(|error| Unencoded::from(error.rejection()))?;
+        batch.add_point(message, now);
+        if let Some(alerts) = &self.alerts {
+            add_fuel_reading(alerts, &point, message, batch);
+        }
+        Ok(())
+    }
+}
+
+/// Adds the reading `point` is (if it is one) to the batch, and its alert point when its fuel is
+/// below a threshold. The record's own line must be the last one added.
+fn add_fuel_reading<M: Message>(
+    rules: &AlertRules,
+    point: &Point<'_>,
+    message: &M,
+    batch: &mut Batch,
+) {
+    let Some(reading) = rules.reading(point) else {
+        return;
+    };
+    batch.add_reading(
+        &reading,
+        message.topic(),
+        message.partition(),
+        message.offset(),
+    );
+    let Some(alert) = reading.alert() else {
+        return;
+    };
+    match rules.encode(&alert, batch.line_buffer()) {
+        Ok(()) => batch.add_alert(alert.level),
+        // Unreachable in practice (see `AlertRules::encode`); the reading itself is written.
+        Err(error) => warn!(
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            %error,
+            "cannot encode the fuel alert point of a record; the record's own point is written"
+        ),
+    }
+}
+
+/// Says at start-up when the mapping cannot produce what alerts read: enabled by default, they
+/// would otherwise quietly never fire for a mapping that renames the id tag or fuel field. Only
+/// `info`: a sink for other data than generators is not misconfigured.
+fn log_if_alerts_cannot_fire(alerts: &AlertRules, mapping: &Mapping) {
+    if !mapping.writes_tag(&alerts.id_tag) {
+        info!(
+            id_tag = alerts.id_tag,
+            "fuel alerts: the mapping writes no tag named alerts.id_tag, so no record raises an alert (alerts.enabled = false turns them off)"
+        );
+    } else if !mapping.may_write_field(&alerts.fuel_field) {
+        info!(
+            fuel_field = alerts.fuel_field,
+            "fuel alerts: the mapping writes no field named alerts.fuel_field, so no record raises an alert (alerts.enabled = false turns them off)"
+        );
     }
 }
 

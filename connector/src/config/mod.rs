@@ -13,6 +13,7 @@
 //! or as comma-separated text (`KIS_KAFKA__TOPICS=a,b`). Only variables containing `__` are
 //! configuration, so other `KIS_` variables (used by scripts) are left alone.
 
+mod alerts;
 mod mapping;
 pub mod raw;
 
@@ -24,6 +25,7 @@ use std::time::Duration;
 use reqwest::Url;
 use serde_json::Value;
 
+use crate::alerts::AlertRules;
 use crate::batch::BatchPolicy;
 use crate::dead_letter::{DeadLetterSettings, InvalidRecordPolicy};
 use crate::decode::{Decoder, LocalAvro, WireFormat};
@@ -156,6 +158,8 @@ pub struct Config {
     pub batch: BatchPolicy,
     /// Dead-letter topic and the policy for invalid records.
     pub dead_letter: DeadLetterSettings,
+    /// Fuel alerts, when enabled.
+    pub alerts: Option<AlertRules>,
     /// Metrics and health endpoint address, when enabled.
     pub metrics_listen: Option<SocketAddr>,
     /// Logging.
@@ -284,6 +288,8 @@ fn build(mut raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
     let influxdb = build_influxdb(&mut raw, base_dir)?;
     let batch = build_batch(&raw)?;
     let dead_letter = build_dead_letter(&raw, &kafka.topics)?;
+    // After the mapping, which fills in the default measurement alert points must not share.
+    let alerts = alerts::build(&raw.alerts, raw.mapping.measurement.as_deref())?;
     let metrics_listen = if raw.metrics.enabled {
         Some(raw.metrics.listen.parse().map_err(|error| {
             invalid(
@@ -309,6 +315,7 @@ fn build(mut raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         influxdb,
         batch,
         dead_letter,
+        alerts,
         metrics_listen,
         log,
         shutdown_timeout: Duration::from_millis(raw.shutdown.timeout_ms),
@@ -882,6 +889,8 @@ fn build_log(raw: &RawConfig) -> Result<LogSettings, ConfigError> {
     })
 }
 
+#[cfg(test)]
+mod alerts_tests;
 #[cfg(test)]
 mod schema_tests;
 #[cfg(test)]

@@ -35,6 +35,9 @@ pub struct RawConfig {
     /// Where records that cannot be written go.
     #[serde(default)]
     pub dead_letter: RawDeadLetter,
+    /// Fuel alerts: alert points in InfluxDB and per-generator gauges.
+    #[serde(default)]
+    pub alerts: RawAlerts,
     /// The metrics and health HTTP endpoint.
     #[serde(default)]
     pub metrics: RawMetrics,
@@ -495,6 +498,68 @@ impl Default for RawDeadLetter {
     }
 }
 
+/// `[alerts]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// Write alert points and keep the per-generator gauges.
+    #[serde(default = "default_true", deserialize_with = "flexible")]
+    pub enabled: bool,
+    /// The point tag (as written by the mapping) naming the generator.
+    #[serde(default = "default_alert_id_tag")]
+    pub id_tag: String,
+    /// The point field (as written by the mapping, a float) holding the fuel level.
+    #[serde(default = "default_alert_fuel_field")]
+    pub fuel_field: String,
+    /// A reading below this (and not below `critical`) raises a `warn` alert.
+    #[serde(default = "default_alert_warn", deserialize_with = "flexible")]
+    pub warn: f64,
+    /// A reading below this raises a `critical` alert; must be below `warn`.
+    #[serde(default = "default_alert_critical", deserialize_with = "flexible")]
+    pub critical: f64,
+    /// Measurement of the alert points; must differ from the readings' measurement.
+    #[serde(default = "default_alert_measurement")]
+    pub measurement: String,
+    /// Most generators with gauge series; past it the least recently seen are dropped.
+    #[serde(
+        default = "default_alert_max_generators",
+        deserialize_with = "flexible"
+    )]
+    pub max_generators: usize,
+    /// Other thresholds for points with a given tag value; the first match wins.
+    #[serde(default)]
+    pub overrides: Vec<RawAlertOverride>,
+}
+
+impl Default for RawAlerts {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            id_tag: default_alert_id_tag(),
+            fuel_field: default_alert_fuel_field(),
+            warn: default_alert_warn(),
+            critical: default_alert_critical(),
+            measurement: default_alert_measurement(),
+            max_generators: default_alert_max_generators(),
+            overrides: Vec::new(),
+        }
+    }
+}
+
+/// `[[alerts.overrides]]`: thresholds for the points whose tag `tag` is `value`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertOverride {
+    /// Tag key, as written by the mapping (e.g. `site`, or the id tag for one generator).
+    pub tag: String,
+    /// Tag value, matched exactly.
+    pub value: String,
+    /// Warn threshold; the default `alerts.warn` when unset.
+    pub warn: Option<f64>,
+    /// Critical threshold; the default `alerts.critical` when unset.
+    pub critical: Option<f64>,
+}
+
 /// `[metrics]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -605,6 +670,26 @@ fn default_dead_letter_topic() -> String {
 }
 fn default_invalid_record_policy() -> String {
     "dead_letter".into()
+}
+fn default_alert_id_tag() -> String {
+    "generatorID".into()
+}
+fn default_alert_fuel_field() -> String {
+    "fuel".into()
+}
+/// 40 % of the simulator's smallest tank (500), 10 % of its largest (2000).
+fn default_alert_warn() -> f64 {
+    200.0
+}
+/// 20 % of the smallest tank, 5 % of the largest: where the simulator refuels its largest.
+fn default_alert_critical() -> f64 {
+    100.0
+}
+fn default_alert_measurement() -> String {
+    "generator_alerts".into()
+}
+fn default_alert_max_generators() -> usize {
+    crate::alerts::telemetry::DEFAULT_MAX_GENERATORS
 }
 fn default_metrics_listen() -> String {
     "0.0.0.0:9464".into()

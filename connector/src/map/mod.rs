@@ -261,6 +261,18 @@ impl Mapping {
         self
     }
 
+    /// Whether points carry a tag with key `name`.
+    pub fn writes_tag(&self, name: &str) -> bool {
+        self.tags.iter().any(|tag| tag.name == name)
+    }
+
+    /// Whether points may carry a field with key `name`: a configured one, or any with
+    /// `extra_fields = "include"`.
+    pub fn may_write_field(&self, name: &str) -> bool {
+        self.extra_fields == ExtraFields::Include
+            || self.fields.iter().any(|field| field.name == name)
+    }
+
     /// Whether the measurement, a tag, a field or the timestamp reads top-level key `key`
     /// (directly, or as the first step of a JSON Pointer).
     pub fn reads_key(&self, key: &str) -> bool {

@@ -1,0 +1,451 @@
+//! The fuel alert metrics: one gauge series set per generator, and the alert point counters.
+//!
+//! ```text
+//! kis_generator_fuel{generator}                        last fuel written
+//! kis_generator_last_seen_timestamp_seconds{generator} that reading's timestamp (Unix seconds)
+//! kis_generator_fuel_threshold{generator,level}        the warn and critical thresholds that apply
+//! kis_alert_points_written_total{level}                alert points InfluxDB acknowledged
+//! kis_generator_series_evicted_total                   generators whose series were dropped by the cap
+//! ```
+//!
+//! Gauges move only when the batch holding a reading is durable, and only forward in time: a
+//! generator's readings are spread over partitions (the scenario keys records by `uuid4`) and
+//! batches finish in any order, so an older reading arriving late must not replace a newer one.
+//!
+//! The series are bounded. At most `alerts.max_generators` generators have series; past that,
+//! the least recently seen (oldest reading timestamp) are removed, once per batch that
+//! overflows. A generator's series are also removed when the partition of its last reading is
+//! revoked from this member: another member now reads that partition and reports it, and a
+//! series this member can no longer update would go on showing a stale level.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tracing::{debug, info};
+
+use super::{Level, Thresholds};
+
+/// Default of `alerts.max_generators`, used until the configuration sets it.
+pub const DEFAULT_MAX_GENERATORS: usize = 10_000;
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GeneratorLabels {
+    generator: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThresholdLabels {
+    generator: String,
+    level: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LevelLabels {
+    level: &'static str,
+}
+
+/// A durable reading to show on the gauges.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GaugeReading<'a> {
+    /// The generator id.
+    pub generator: &'a str,
+    /// Its fuel level.
+    pub fuel: f64,
+    /// The thresholds that apply to it.
+    pub thresholds: Thresholds,
+    /// The reading's timestamp, nanoseconds since the Unix epoch.
+    pub timestamp_ns: i64,
+    /// The Kafka topic the reading came from.
+    pub topic: &'a str,
+    /// Its partition.
+    pub partition: i32,
+}
+
+/// What is known of a generator that has series.
+#[derive(Debug)]
+struct Seen {
+    timestamp_ns: i64,
+    topic: String,
+    partition: i32,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    max_generators: usize,
+    generators: HashMap<String, Seen>,
+}
+
+/// The fuel alert metrics of one sink process.
+#[derive(Debug)]
+pub struct AlertMetrics {
+    fuel: Family<GeneratorLabels, FloatGauge>,
+    last_seen: Family<GeneratorLabels, FloatGauge>,
+    thresholds: Family<ThresholdLabels, FloatGauge>,
+    alert_points: Family<LevelLabels, Counter>,
+    evicted: Counter,
+    /// Also serialises updates, evictions and revokes, so a series is never half removed.
+    tracked: Mutex<Tracked>,
+}
+
+impl AlertMetrics {
+    /// Creates the metrics and registers them on `registry` (whose prefix, `kis`, they take).
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            fuel: Family::default(),
+            last_seen: Family::default(),
+            thresholds: Family::default(),
+            alert_points: Family::default(),
+            evicted: Counter::default(),
+            tracked: Mutex::new(Tracked {
+                max_generators: DEFAULT_MAX_GENERATORS,
+                generators: HashMap::new(),
+            }),
+        };
+        registry.register(
+            "generator_fuel",
+            "Fuel level of each generator's latest durable reading",
+            metrics.fuel.clone(),
+        );
+        registry.register(
+            "generator_last_seen_timestamp_seconds",
+            "Timestamp (Unix seconds) of each generator's latest durable reading",
+            metrics.last_seen.clone(),
+        );
+        registry.register(
+            "generator_fuel_threshold",
+            "Fuel thresholds (warn, critical) that apply to each generator",
+            metrics.thresholds.clone(),
+        );
+        registry.register(
+            "alert_points_written",
+            "Fuel alert points acknowledged by InfluxDB, by level",
+            metrics.alert_points.clone(),
+        );
+        registry.register(
+            "generator_series_evicted",
+            "Generators whose gauge series were removed to stay within alerts.max_generators",
+            metrics.evicted.clone(),
+        );
+        // Both levels exist from the start: an alerting rule on the rate of a series that
+        // appears only with the first alert would miss that first alert.
+        for level in Level::ALL {
+            drop(metrics.alert_points.get_or_create(&LevelLabels {
+                level: level.as_str(),
+            }));
+        }
+        metrics
+    }
+
+    /// Caps the generators with series (at least one); evicts at once if already past it.
+    pub fn set_max_generators(&self, max_generators: usize) {
+        if let Ok(mut tracked) = self.tracked.lock() {
+            tracked.max_generators = max_generators.max(1);
+            self.evict_past_cap(&mut tracked);
+        }
+    }
+
+    /// `points` alert points of `level` became durable.
+    pub fn alert_points_written(&self, level: Level, points: u64) {
+        self.alert_points
+            .get_or_create(&LevelLabels {
+                level: level.as_str(),
+            })
+            .inc_by(points);
+    }
+
+    /// Shows durable readings; a reading older than the one shown for its generator is ignored.
+    pub fn update<'a>(&self, readings: impl IntoIterator<Item = GaugeReading<'a>>) {
+        let Ok(mut tracked) = self.tracked.lock() else {
+            return;
+        };
+        for reading in readings {
+            match tracked.generators.get_mut(reading.generator) {
+                Some(seen) if seen.timestamp_ns > reading.timestamp_ns => continue,
+                Some(seen) => {
+                    seen.timestamp_ns = reading.timestamp_ns;
+                    seen.partition = reading.partition;
+                    if seen.topic != reading.topic {
+                        reading.topic.clone_into(&mut seen.topic);
+                    }
+                }
+                None => {
+                    tracked.generators.insert(
+                        reading.generator.to_owned(),
+                        Seen {
+                            timestamp_ns: reading.timestamp_ns,
+                            topic: reading.topic.to_owned(),
+                            partition: reading.partition,
+                        },
+                    );
+                }
+            }
+            self.show(&reading);
+        }
+        self.evict_past_cap(&mut tracked);
+    }
+
+    /// Removes the series of generators whose last reading came from one of `partitions`.
+    pub fn partitions_revoked(&self, partitions: &[(String, i32)]) {
+        let Ok(mut tracked) = self.tracked.lock() else {
+            return;
+        };
+        let before = tracked.generators.len();
+        tracked.generators.retain(|generator, seen| {
+            let revoked = partitions
+                .iter()
+                .any(|(topic, partition)| *partition == seen.partition && *topic == seen.topic);
+            if revoked {
+                self.remove_series(generator);
+            }
+            !revoked
+        });
+        let removed = before - tracked.generators.len();
+        if removed > 0 {
+            debug!(
+                generators = removed,
+                "fuel gauges of generators last seen on revoked partitions removed; their new owner reports them"
+            );
+        }
+    }
+
+    fn show(&self, reading: &GaugeReading<'_>) {
+        let generator = GeneratorLabels {
+            generator: reading.generator.to_owned(),
+        };
+        self.fuel.get_or_create(&generator).set(reading.fuel);
+        // Seconds as a float, like Prometheus' own timestamp gauges; f64 keeps microseconds
+        // exact for the next centuries.
+        self.last_seen
+            .get_or_create(&generator)
+            .set(reading.timestamp_ns as f64 / 1e9);
+        for level in Level::ALL {
+            self.thresholds
+                .get_or_create(&ThresholdLabels {
+                    generator: generator.generator.clone(),
+                    level: level.as_str(),
+                })
+                .set(reading.thresholds.get(level));
+        }
+    }
+
+    fn remove_series(&self, generator: &str) {
+        let labels = GeneratorLabels {
+            generator: generator.to_owned(),
+        };
+        self.fuel.remove(&labels);
+        self.last_seen.remove(&labels);
+        for level in Level::ALL {
+            self.thresholds.remove(&ThresholdLabels {
+                generator: labels.generator.clone(),
+                level: level.as_str(),
+            });
+        }
+    }
+
+    /// Removes the least recently seen generators past the cap: one wave, one log line.
+    fn evict_past_cap(&self, tracked: &mut Tracked) {
+        let excess = tracked
+            .generators
+            .len()
+            .saturating_sub(tracked.max_generators);
+        if excess == 0 {
+            return;
+        }
+        // Only past the cap, so the common case allocates nothing. Ties on the timestamp are
+        // broken by name, so which generator goes is deterministic.
+        let mut by_age: Vec<(i64, &str)> = tracked
+            .generators
+            .iter()
+            .map(|(generator, seen)| (seen.timestamp_ns, generator.as_str()))
+            .collect();
+        by_age.select_nth_unstable(excess - 1);
+        let oldest: Vec<String> = by_age[..excess]
+            .iter()
+            .map(|(_, generator)| (*generator).to_owned())
+            .collect();
+        for generator in &oldest {
+            tracked.generators.remove(generator);
+            self.remove_series(generator);
+        }
+        self.evicted.inc_by(excess as u64);
+        info!(
+            evicted = excess,
+            max_generators = tracked.max_generators,
+            "more generators than alerts.max_generators: the series of the least recently seen were removed"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics() -> (Registry, AlertMetrics) {
+        let mut registry = Registry::with_prefix("kis");
+        let metrics = AlertMetrics::register(&mut registry);
+        (registry, metrics)
+    }
+
+    fn render(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    }
+
+    /// Sample lines (no comments), sorted: series of one family come in hash order.
+    fn samples(registry: &Registry) -> Vec<String> {
+        let mut samples: Vec<String> = render(registry)
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+        samples.sort();
+        samples
+    }
+
+    fn reading(generator: &str, fuel: f64, seconds: i64, partition: i32) -> GaugeReading<'_> {
+        GaugeReading {
+            generator,
+            fuel,
+            thresholds: Thresholds::new(200.0, 100.0).unwrap(),
+            timestamp_ns: seconds * 1_000_000_000 + 500_000_000,
+            topic: "t",
+            partition,
+        }
+    }
+
+    #[test]
+    fn exposition_names_and_labels() {
+        let (registry, metrics) = metrics();
+        metrics.update([reading("gen 1", 150.5, 1_700_000_000, 0)]);
+        metrics.alert_points_written(Level::Warn, 3);
+        let text = render(&registry);
+        for line in [
+            "# TYPE kis_generator_fuel gauge",
+            "# TYPE kis_generator_last_seen_timestamp_seconds gauge",
+            "# TYPE kis_generator_fuel_threshold gauge",
+            "# TYPE kis_alert_points_written counter",
+            "# TYPE kis_generator_series_evicted counter",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert_eq!(
+            samples(&registry),
+            [
+                "kis_alert_points_written_total{level=\"critical\"} 0",
+                "kis_alert_points_written_total{level=\"warn\"} 3",
+                "kis_generator_fuel_threshold{generator=\"gen 1\",level=\"critical\"} 100.0",
+                "kis_generator_fuel_threshold{generator=\"gen 1\",level=\"warn\"} 200.0",
+                "kis_generator_fuel{generator=\"gen 1\"} 150.5",
+                "kis_generator_last_seen_timestamp_seconds{generator=\"gen 1\"} 1700000000.5",
+                "kis_generator_series_evicted_total 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_newer_reading_moves_the_gauges_an_older_one_does_not() {
+        let (registry, metrics) = metrics();
+        metrics.update([reading("g", 300.0, 10, 0)]);
+        metrics.update([reading("g", 250.0, 20, 1)]);
+        // Batches finish in any order: this reading is older than the one shown.
+        metrics.update([reading("g", 400.0, 15, 2)]);
+        let text = render(&registry);
+        assert!(
+            text.contains("kis_generator_fuel{generator=\"g\"} 250.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kis_generator_last_seen_timestamp_seconds{generator=\"g\"} 20.5"),
+            "{text}"
+        );
+        // And the partition remembered is the newest reading's: revoking 2 keeps the series.
+        metrics.partitions_revoked(&[("t".into(), 2)]);
+        assert!(render(&registry).contains("kis_generator_fuel{generator=\"g\"}"));
+        metrics.partitions_revoked(&[("t".into(), 1)]);
+        assert!(!render(&registry).contains("generator=\"g\""));
+    }
+
+    #[test]
+    fn past_the_cap_the_least_recently_seen_go_in_one_wave() {
+        let (registry, metrics) = metrics();
+        metrics.set_max_generators(3);
+        metrics.update([
+            reading("a", 1.0, 40, 0),
+            reading("b", 1.0, 10, 0),
+            reading("c", 1.0, 30, 0),
+        ]);
+        metrics.update([
+            reading("d", 1.0, 50, 0),
+            reading("e", 1.0, 20, 0),
+            reading("a", 1.0, 60, 0),
+        ]);
+        let text = render(&registry);
+        // b (10) and e (20) are the oldest of five; a, c and d stay.
+        for kept in ["a", "c", "d"] {
+            assert!(
+                text.contains(&format!("kis_generator_fuel{{generator=\"{kept}\"}}")),
+                "{kept}: {text}"
+            );
+        }
+        for gone in ["b", "e"] {
+            assert!(
+                !text.contains(&format!("generator=\"{gone}\"")),
+                "{gone}: {text}"
+            );
+        }
+        assert!(
+            text.contains("kis_generator_series_evicted_total 2"),
+            "{text}"
+        );
+        // Lowering the cap evicts at once.
+        metrics.set_max_generators(1);
+        let text = render(&registry);
+        assert!(
+            text.contains("kis_generator_fuel{generator=\"a\"}"),
+            "{text}"
+        );
+        assert!(!text.contains("generator=\"d\""), "{text}");
+        assert!(
+            text.contains("kis_generator_series_evicted_total 4"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn revoke_removes_exactly_the_generators_last_seen_there() {
+        let (registry, metrics) = metrics();
+        metrics.update([
+            reading("p0", 1.0, 1, 0),
+            reading("p1", 1.0, 1, 1),
+            GaugeReading {
+                topic: "other",
+                ..reading("other0", 1.0, 1, 0)
+            },
+        ]);
+        metrics.partitions_revoked(&[("t".into(), 0), ("t".into(), 7)]);
+        let text = render(&registry);
+        assert!(!text.contains("generator=\"p0\""), "{text}");
+        assert!(
+            text.contains("kis_generator_fuel{generator=\"p1\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kis_generator_fuel{generator=\"other0\"}"),
+            "{text}"
+        );
+        // Seen again later: the series come back.
+        metrics.update([reading("p0", 2.0, 2, 0)]);
+        assert!(render(&registry).contains("kis_generator_fuel{generator=\"p0\"} 2.0"));
+        // A revoke is not an eviction.
+        assert!(render(&registry).contains("kis_generator_series_evicted_total 0"));
+    }
+}
