@@ -103,6 +103,24 @@ def report(args: argparse.Namespace) -> int:
     for row in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["time"] / 1000)) + f".{row['time'] % 1000:03d}"
         print(f"{row['generatorID']:<10} {row['fuel']:>9.2f} {row['temperature']:>12.2f} {row['pressure']:>9.2f}  {when:<23}")
+    # Fuel alerts the sink wrote next to the readings (measurement generator_alerts).
+    alert_series = influx_query(
+        args.influx,
+        args.database,
+        "SELECT count(fuel) AS alerts, last(fuel) AS fuel, last(threshold) AS threshold "
+        "FROM generator_alerts GROUP BY generator, level",
+    )
+    if alert_series:
+        print()
+        print("Fuel alerts (measurement 'generator_alerts': readings below a threshold)")
+        print()
+        header = f"{'generator':<10} {'level':<9} {'alerts':>7} {'last fuel':>10} {'threshold':>10}"
+        print(header)
+        print("-" * len(header))
+        for one in sorted(alert_series, key=lambda s: (s["tags"]["level"], s["tags"]["generator"])):
+            row = dict(zip(one["columns"], one["values"][0]))
+            print(f"{one['tags']['generator']:<10} {one['tags']['level']:<9} {row['alerts']:>7} "
+                  f"{row['fuel']:>10.2f} {row['threshold']:>10.2f}")
     print()
     valid, invalid = produced["valid"], produced["invalid"]
     print(f"records produced      {valid + invalid:>7}  ({valid} valid, {invalid} invalid on purpose)")
