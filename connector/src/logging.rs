@@ -6,9 +6,26 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
 
+/// Libraries that log every failed attempt of something the sink retries, and that the sink
+/// reports itself once per state change (with the same message). Silenced unless the
+/// configured filter names them.
+const QUIETED: &[&str] = &["rustls_platform_verifier"];
+
+/// The configured filter plus the quieted libraries it does not mention.
+fn directives(configured: &str) -> String {
+    let mut directives = configured.to_owned();
+    for target in QUIETED {
+        if !configured.contains(target) {
+            directives.push_str(&format!(",{target}=off"));
+        }
+    }
+    directives
+}
+
 /// Installs the global subscriber. The filter is validated at configuration load.
 pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_new(directives(&settings.filter)).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match settings.format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -27,4 +44,19 @@ pub fn init(settings: &LogSettings) {
     } else {
         builder.try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_noise_is_quieted_unless_asked_for() {
+        assert_eq!(directives("info"), "info,rustls_platform_verifier=off");
+        assert_eq!(
+            directives("debug,rustls_platform_verifier=debug"),
+            "debug,rustls_platform_verifier=debug"
+        );
+        assert!(EnvFilter::try_new(directives("info,rdkafka=debug")).is_ok());
+    }
 }

@@ -35,7 +35,9 @@ What it is not
 --------------
 No compatibility checking (every new version is accepted), no normalisation beyond comparing
 JSON texts structurally, no contexts, no metadata/rule sets (accepted and ignored), no
-persistence, no TLS, no clustering. Meant for a handful of requests per second on loopback.
+persistence, no clustering. HTTPS only when given a server certificate (``tls=`` or
+``--tls-cert``/``--tls-key``), without client certificates. Meant for a handful of requests per
+second on loopback.
 
 Test controls (never behind auth, never faulted, never logged)
 --------------------------------------------------------------
@@ -71,6 +73,7 @@ import hmac
 import json
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -557,9 +560,10 @@ class SchemaRegistryStandIn:
     rebinds the same port with the same schemas. Usable as a context manager."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, basic_auth: str | None = None,
-                 bearer: str | None = None, first_id: int = 1):
+                 bearer: str | None = None, first_id: int = 1, tls: "ssl.SSLContext | None" = None):
         self.host = host
         self.port = port
+        self.tls = tls  # a server-side SSLContext: serve HTTPS
         self.basic_auth = basic_auth
         self.bearer = bearer
         self.registry = Registry(first_id=first_id)
@@ -572,7 +576,7 @@ class SchemaRegistryStandIn:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -581,6 +585,10 @@ class SchemaRegistryStandIn:
     def start(self) -> "SchemaRegistryStandIn":
         assert self._server is None, "stand-in already running"
         self._server = _Server((self.host, self.port), _Handler, self)
+        if self.tls is not None:
+            # Accepted connections do the TLS handshake; a client that refuses the certificate
+            # fails there, in the serving thread, and the server goes on.
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=f"schema-registry-standin:{self.port}", daemon=True)
@@ -663,7 +671,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--basic-auth", metavar="USER:PASS", help="require HTTP basic auth with these credentials")
     p.add_argument("--bearer", metavar="TOKEN", help="require (or also accept) this bearer token")
     p.add_argument("--first-id", type=int, default=1, help="id of the first registered schema (default 1)")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain) ...")
+    p.add_argument("--tls-key", metavar="PEM", help="... and this private key")
     args = p.parse_args(argv)
+    tls = None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     if args.basic_auth is not None and ":" not in args.basic_auth:
         p.error("--basic-auth must be user:password")
 
@@ -671,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     standin = SchemaRegistryStandIn(args.host, args.port, basic_auth=args.basic_auth, bearer=args.bearer,
-                                    first_id=args.first_id).start()
+                                    first_id=args.first_id, tls=tls).start()
     print(f"listening on {standin.url}", flush=True)
     while not done.wait(0.5):
         pass

@@ -37,7 +37,9 @@ import io
 import json
 import random
 import re
+import ssl
 import struct
+import subprocess
 import threading
 import time
 import uuid
@@ -1044,3 +1046,72 @@ def test_registry_authentication(kafka, influx, make_sink, setup, auth):
     assert_points_exact(influx, setup.database, records)
     assert_dead_letters(kafka, setup.topic, records)
     assert reqs and all(r["authorization"] == auth and r["status"] == 200 for r in reqs), reqs
+
+
+# --- HTTPS with a private CA ------------------------------------------------------------------
+
+def make_certificates(directory) -> tuple[str, str, str]:
+    """A private CA and a server certificate it signed for 127.0.0.1 (openssl): (ca, cert, key)."""
+    ca_key, ca, key, csr, cert, ext = (str(directory / name) for name in
+                                       ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem", "ext.cnf"))
+
+    def openssl(*args: str) -> None:
+        done = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"openssl {' '.join(args)}: {done.stderr}"
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
+            "-subj", "/CN=kafka-influx-sink e2e CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    with open(ext, "w", encoding="utf-8") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+            "-days", "2", "-extfile", ext)
+    return ca, cert, key
+
+
+def test_registry_over_https_with_a_private_ca(kafka, influx, make_sink, setup, tmp_path):
+    """A registry behind HTTPS with a certificate from a private CA. Without schema_registry.ca_file
+    the sink cannot verify it: records wait (nothing written, committed or dead-lettered) and the
+    sink says why. With ca_file it trusts the CA and everything lands."""
+    ca, cert, key = make_certificates(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    with SchemaRegistryStandIn(tls=tls) as standin:
+        assert standin.url.startswith("https://127.0.0.1:")
+        stream = Stream(8)
+        records = stream.records(50, ints=True)
+        client = registry_client(standin, {"ssl.ca.location": ca})
+        produce(kafka, setup.topic, records, json_serializer(client))
+        for r in records:
+            r.expect = expected_point(r.expect)
+
+        # Without the CA: the certificate is not trusted; the records wait.
+        standin.clear_requests()  # from here on, every request is the sink's
+        with make_sink(overrides(setup, standin), name="https-untrusted") as sink:
+            deadline = time.monotonic() + 15
+            while "certificate" not in sink.log_text().lower() and time.monotonic() < deadline:
+                sink.assert_alive()
+                time.sleep(0.25)
+            log = sink.log_text()
+            assert "certificate" in log.lower(), "the sink does not say why it cannot reach the registry:\n" + log
+            time.sleep(2)
+            sink.assert_alive()
+            # Said once, not once per retry (the fetch was retried many times by now).
+            log = sink.log_text()
+            said = [line for line in log.splitlines() if "certificate" in line.lower()]
+            assert len(said) == 1, "\n".join(said)
+            assert len(standin.requests()) == 0  # no request got past the TLS handshake
+            assert influx.count(setup.database) == 0
+            assert read_topic(kafka, f"{setup.topic}.dlq") == []
+            assert all(v is None for v in committed_offsets(kafka, setup.group, setup.topic).values())
+            assert sink.stop() == 0
+
+        # With the CA: everything lands, each schema fetched once over HTTPS.
+        run_to_end(kafka, make_sink, setup, standin, records, "https-trusted",
+                   extra={"KIS_SCHEMA_REGISTRY__CA_FILE": ca})
+        fetched = sink_fetches(standin)
+    assert_points_exact(influx, setup.database, records)
+    assert_dead_letters(kafka, setup.topic, records)
+    assert list(fetched.values()) == [1], fetched
