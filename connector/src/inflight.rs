@@ -51,7 +51,7 @@ pub struct PartitionsInFlight {
 }
 
 impl PartitionsInFlight {
-    fn started(&self, partitions: &[NextOffset]) {
+    pub(crate) fn started(&self, partitions: &[NextOffset]) {
         if let Ok(mut counts) = self.counts.lock() {
             for next in partitions {
                 *counts
@@ -61,7 +61,7 @@ impl PartitionsInFlight {
         }
     }
 
-    fn finished(&self, partitions: &[NextOffset]) {
+    pub(crate) fn finished(&self, partitions: &[NextOffset]) {
         if let Ok(mut counts) = self.counts.lock() {
             for next in partitions {
                 let key = (next.topic.clone(), next.partition);
@@ -74,6 +74,15 @@ impl PartitionsInFlight {
             }
         }
         self.changed.notify_all();
+    }
+
+    /// How many batches of `partition` of `topic` are in flight.
+    pub fn count(&self, topic: &str, partition: i32) -> usize {
+        self.counts
+            .lock()
+            .ok()
+            .and_then(|counts| counts.get(&(topic.to_owned(), partition)).copied())
+            .unwrap_or_default()
     }
 
     /// Blocks until none of `partitions` has a batch in flight, or `timeout` passes; returns

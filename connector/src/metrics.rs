@@ -36,6 +36,7 @@ use tracing::info;
 use crate::alerts::AlertMetrics;
 use crate::batch::{ALERT_REJECTED, Batch, NextOffset};
 use crate::dead_letter::DeadLetter;
+use crate::inflight::PartitionsInFlight;
 use crate::reject::Rejection;
 use crate::status::{Partitions, TimedError, unix_now};
 
@@ -140,6 +141,7 @@ pub struct Telemetry {
     registry_refusal: Mutex<Option<String>>,
     influx_error: Mutex<Option<TimedError>>,
     partitions: Mutex<Partitions>,
+    in_flight: Arc<PartitionsInFlight>,
 }
 
 impl Default for Telemetry {
@@ -358,6 +360,7 @@ impl Telemetry {
             registry_refusal: Mutex::new(None),
             influx_error: Mutex::new(None),
             partitions: Mutex::new(Partitions::default()),
+            in_flight: Arc::default(),
         }
     }
 
@@ -371,33 +374,20 @@ impl Telemetry {
             .clone()
     }
 
-    /// Records consumed from `topic` (tests, tools; the pipeline keeps the counter).
-    pub fn consumed(&self, topic: &str, records: u64) {
-        self.consumed_counter(topic).inc_by(records);
-    }
-
     /// A batch was handed to a write task.
     pub fn batch_dispatched(&self, batch: &Batch) {
         self.in_flight_bytes.inc_by(batch.line_bytes() as i64);
-        if let Ok(mut partitions) = self.partitions.lock() {
-            for next in batch.next_offsets() {
-                if let Some(status) = partitions.get_mut(&next.topic, next.partition) {
-                    status.batches_in_flight += 1;
-                }
-            }
-        }
     }
 
     /// A dispatched batch's task ended, durable or abandoned.
     pub fn batch_finished(&self, batch: &Batch) {
         self.in_flight_bytes.dec_by(batch.line_bytes() as i64);
-        if let Ok(mut partitions) = self.partitions.lock() {
-            for next in batch.next_offsets() {
-                if let Some(status) = partitions.get_mut(&next.topic, next.partition) {
-                    status.batches_in_flight = status.batches_in_flight.saturating_sub(1);
-                }
-            }
-        }
+    }
+
+    /// Batches in flight per partition: kept by the write path (and waited on by the revoke
+    /// callback), read here for `/status`.
+    pub fn partitions_in_flight(&self) -> Arc<PartitionsInFlight> {
+        self.in_flight.clone()
     }
 
     /// A batch became durable: its points are in InfluxDB and its dead letters (including
@@ -523,13 +513,14 @@ impl Telemetry {
         self.buffered_bytes.set(bytes as i64);
     }
 
-    /// A registry-framed record found its schema cached (`true`) or had to wait for it.
-    pub fn schema_lookup(&self, hit: bool) {
+    /// The counter of registry-framed records whose schema was already cached (`hit`) or had to
+    /// be fetched; callers keep it, so counting a record is one atomic add.
+    pub fn schema_lookup_counter(&self, hit: bool) -> Counter {
         self.schema_cache
             .get_or_create(&ResultLabels {
                 result: if hit { "hit" } else { "miss" },
             })
-            .inc();
+            .clone()
     }
 
     /// Partitions were assigned; `assigned` is the whole assignment now.
@@ -569,16 +560,14 @@ impl Telemetry {
     }
 
     /// How many partitions are paused now.
-    pub fn set_paused(&self, paused: &[(String, i32)], all: bool) {
+    /// Reading is paused for every assigned partition (`true`), or for none.
+    pub fn set_paused(&self, paused: bool) {
         if let Ok(mut partitions) = self.partitions.lock() {
-            let keys: Vec<(String, i32)> = partitions.iter().map(|(key, _)| key.clone()).collect();
-            let mut count = 0;
-            for (topic, partition) in keys {
-                let status = partitions.entry(&topic, partition);
-                status.paused = all || paused.iter().any(|(t, p)| *t == topic && *p == partition);
-                count += i64::from(status.paused);
+            for (_, status) in partitions.iter_mut() {
+                status.paused = paused;
             }
-            self.paused_partitions.set(count);
+            self.paused_partitions
+                .set(if paused { partitions.len() as i64 } else { 0 });
         }
     }
 
@@ -723,6 +712,7 @@ impl Telemetry {
                     .iter()
                     .map(|((topic, partition), status)| {
                         let mut status = status.clone();
+                        status.batches_in_flight = self.in_flight.count(topic, *partition);
                         // A partition with a batch waiting on a failing InfluxDB shows that
                         // failure, when it is newer than its own last error.
                         if status.batches_in_flight > 0

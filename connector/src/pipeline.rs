@@ -26,7 +26,7 @@
 //! is decoded (or dead-lettered, if the registry does not know the schema) and reading resumes.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
@@ -42,7 +42,7 @@ use crate::batch::{Batch, BatchPolicy, Written};
 use crate::config::Config;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, InvalidRecordPolicy};
 use crate::decode::{CachedSchema, DecodeFailure, Decoder, SchemaKey, VALUE_SCHEMA_ID_HEADER};
-use crate::inflight::{Completed, InFlight, PartitionsInFlight, TaskFailed};
+use crate::inflight::{Completed, InFlight, TaskFailed};
 use crate::line_protocol::{self, Point};
 use crate::map::{KafkaContext, Mapping};
 use crate::metrics::{self, Telemetry};
@@ -120,6 +120,10 @@ struct Stages {
     alerts: Option<AlertRules>,
     invalid_record_policy: InvalidRecordPolicy,
     telemetry: Arc<Telemetry>,
+    /// `kis_schema_cache_lookups_total{result="hit"}` and `{result="miss"}`, cached on first
+    /// use (a sink that never sees a registry-framed record shows no such series).
+    schema_hits: OnceLock<Counter>,
+    schema_misses: OnceLock<Counter>,
 }
 
 /// A record waiting to be processed, and how often its partition had been revoked when it was
@@ -191,7 +195,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         }
         None => None,
     };
-    let partitions_in_flight = Arc::new(PartitionsInFlight::default());
+    let partitions_in_flight = telemetry.partitions_in_flight();
     let consumer = Arc::new(source::subscribe(
         &config.kafka,
         telemetry.clone(),
@@ -243,6 +247,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
             mapping: config.mapping.clone(),
             alerts: config.alerts.clone(),
             invalid_record_policy: config.dead_letter.policy,
+            schema_hits: OnceLock::new(),
+            schema_misses: OnceLock::new(),
             telemetry: telemetry.clone(),
         },
         policy: config.batch,
@@ -643,12 +649,16 @@ impl Stages {
         {
             Ok(decoded) => {
                 if decoded.schema.is_some() {
-                    self.telemetry.schema_lookup(true);
+                    self.schema_hits
+                        .get_or_init(|| self.telemetry.schema_lookup_counter(true))
+                        .inc();
                 }
                 decoded
             }
             Err(DecodeFailure::NeedsSchema(key)) => {
-                self.telemetry.schema_lookup(false);
+                self.schema_misses
+                    .get_or_init(|| self.telemetry.schema_lookup_counter(false))
+                    .inc();
                 return Err(Unencoded::NeedsSchema(key));
             }
             Err(DecodeFailure::Rejected(error)) => return Err(error.rejection().into()),
@@ -812,7 +822,7 @@ fn pause_assignment(consumer: &SourceConsumer, why: &str) {
     match consumer.assignment() {
         Ok(assignment) if assignment.count() > 0 => match consumer.pause(&assignment) {
             Ok(()) => {
-                consumer.context().telemetry.set_paused(&[], true);
+                consumer.context().telemetry.set_paused(true);
                 info!(
                     partitions = assignment.count(),
                     why,
@@ -831,7 +841,7 @@ fn pause_partition(consumer: &SourceConsumer, topic: &str, partition: i32) {
     list.add_partition(topic, partition);
     match consumer.pause(&list) {
         // Only while everything else is paused too.
-        Ok(()) => consumer.context().telemetry.set_paused(&[], true),
+        Ok(()) => consumer.context().telemetry.set_paused(true),
         Err(error) => warn!(%error, topic, partition, "cannot pause a newly assigned partition"),
     }
 }
@@ -840,7 +850,7 @@ fn resume_assignment(consumer: &SourceConsumer) {
     match consumer.assignment() {
         Ok(assignment) => match consumer.resume(&assignment) {
             Ok(()) => {
-                consumer.context().telemetry.set_paused(&[], false);
+                consumer.context().telemetry.set_paused(false);
                 info!(
                     partitions = assignment.count(),
                     "reading goes on: partitions resumed"

@@ -46,7 +46,7 @@ pub struct PartitionStatus {
     /// Unix time the last batch holding this partition's records became durable.
     pub last_durable_write: Option<f64>,
     /// Batches holding this partition's records being written now.
-    pub batches_in_flight: u32,
+    pub batches_in_flight: usize,
     /// Whether reading the partition is paused.
     pub paused: bool,
     /// The last problem with this partition's records: a dead-lettered record, or InfluxDB
@@ -82,6 +82,11 @@ impl Partitions {
     /// Every partition, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&(String, i32), &PartitionStatus)> {
         self.partitions.iter()
+    }
+
+    /// Every partition, in order, to change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&(String, i32), &mut PartitionStatus)> {
+        self.partitions.iter_mut()
     }
 
     /// How many partitions are known.

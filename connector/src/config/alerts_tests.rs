@@ -1,30 +1,11 @@
 //! `[alerts]` loading.
 
+use super::test_support::{MINIMAL, parse_in};
 use super::*;
 use crate::alerts::{AlertRules, Level, Override, Thresholds};
 
-const BASE: &str = r#"
-[kafka]
-brokers = ["localhost:9092"]
-group_id = "sink"
-topics = ["emergency_generator"]
-
-[influxdb]
-api = "v1"
-url = "http://localhost:8086"
-database = "generators"
-"#;
-
 fn parse_with(extra: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let env = env
-        .iter()
-        .map(|(name, value)| (name.to_string(), value.to_string()));
-    Config::parse(
-        &format!("{BASE}\n{extra}"),
-        Path::new("test.toml"),
-        Path::new("."),
-        env,
-    )
+    parse_in(&format!("{MINIMAL}\n{extra}"), Path::new("."), env)
 }
 
 fn rules(extra: &str) -> AlertRules {

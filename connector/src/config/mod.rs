@@ -894,4 +894,6 @@ mod alerts_tests;
 #[cfg(test)]
 mod schema_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -1,34 +1,15 @@
 //! `[schema]` and `[schema_registry]` loading.
 
+use super::test_support::{MINIMAL, parse_in};
 use super::*;
 use crate::registry::RegistryAuth;
-
-const BASE: &str = r#"
-[kafka]
-brokers = ["localhost:9092"]
-group_id = "sink"
-topics = ["emergency_generator"]
-
-[influxdb]
-api = "v1"
-url = "http://localhost:8086"
-database = "generators"
-"#;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn parse_with(extra: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let env = env
-        .iter()
-        .map(|(name, value)| (name.to_string(), value.to_string()));
-    Config::parse(
-        &format!("{BASE}\n{extra}"),
-        Path::new("test.toml"),
-        &repo(),
-        env,
-    )
+    parse_in(&format!("{MINIMAL}\n{extra}"), &repo(), env)
 }
 
 fn error_of(extra: &str, env: &[(&str, &str)]) -> String {

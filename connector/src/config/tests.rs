@@ -1,22 +1,8 @@
+use super::test_support::{MINIMAL, parse_in};
 use super::*;
 
-const MINIMAL: &str = r#"
-[kafka]
-brokers = ["localhost:9092"]
-group_id = "sink"
-topics = ["emergency_generator"]
-
-[influxdb]
-api = "v1"
-url = "http://localhost:8086"
-database = "generators"
-"#;
-
 fn parse_with(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let env = env
-        .iter()
-        .map(|(name, value)| (name.to_string(), value.to_string()));
-    Config::parse(text, Path::new("test.toml"), Path::new("."), env)
+    parse_in(text, Path::new("."), env)
 }
 
 fn parse(text: &str) -> Result<Config, ConfigError> {

@@ -47,8 +47,8 @@ fn batch() -> Batch {
 #[test]
 fn a_durable_batch_counts_points_dead_letters_and_latency_by_topic() {
     let telemetry = Telemetry::new();
-    telemetry.consumed("t", 2);
-    telemetry.consumed("u", 1);
+    telemetry.consumed_counter("t").inc_by(2);
+    telemetry.consumed_counter("u").inc_by(1);
     telemetry.partitions_assigned(&[("t".into(), 0), ("u".into(), 3)], 2);
     let batch = batch();
     telemetry.batch_dispatched(&batch);
@@ -139,10 +139,10 @@ fn partition_series_follow_the_assignment() {
         offset: 50,
     }]);
     assert!(!telemetry.render().contains("partition=\"1\""));
-    telemetry.set_paused(&[], true);
+    telemetry.set_paused(true);
     assert!(telemetry.render().contains("kis_paused_partitions 1"));
     assert_eq!(telemetry.status()["partitions"][0]["paused"], true);
-    telemetry.set_paused(&[], false);
+    telemetry.set_paused(false);
     assert!(telemetry.render().contains("kis_paused_partitions 0"));
 }
 
@@ -152,6 +152,10 @@ fn write_responses_and_retries_by_class_and_cause() {
     telemetry.partitions_assigned(&[("t".into(), 0)], 1);
     let batch = batch();
     telemetry.batch_dispatched(&batch);
+    // The write path counts the batch as in flight for its partitions.
+    telemetry
+        .partitions_in_flight()
+        .started(batch.next_offsets());
     telemetry.write_attempted(Duration::from_millis(3), WriteResponse::Status(204));
     telemetry.write_attempted(Duration::from_millis(3), WriteResponse::Status(503));
     telemetry.write_attempted(Duration::from_secs(10), WriteResponse::Failed("timeout"));
@@ -208,7 +212,7 @@ fn readiness_needs_a_join_and_an_accepting_influxdb_and_registry() {
 #[test]
 fn prometheus_text_names_counters_by_their_samples() {
     let telemetry = Telemetry::new();
-    telemetry.consumed("t", 3);
+    telemetry.consumed_counter("t").inc_by(3);
     let text = telemetry.render_prometheus_text();
     assert!(
         text.contains("# TYPE kis_records_consumed_total counter\n"),
