@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -405,3 +406,105 @@ def pytest_runtest_makereport(item, call):
         for s in _started_sinks[-3:]:
             if s.log_path.exists():
                 report.sections.append((f"sink log {s.log_path}", s.log_tail(150)))
+
+
+# --- a private InfluxDB ---------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateInflux:
+    """An influxd of a test's own (the stack's InfluxDB 1.6.7 binary): config, data, WAL and log
+    under `root`, loopback ports. With `auth=True` it runs with auth-enabled = true;
+    `create_first_admin()` then makes the admin user and returns a client logged in as it."""
+
+    def __init__(self, root: Path, *, auth: bool = False):
+        self.root = root
+        self.auth = auth
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+        self.log_path = root / "influxd.log"
+        for d in ("meta", "data", "wal"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _config(self, http_port: int) -> Path:
+        path = self.root / f"influxdb-{http_port}.conf"
+        path.write_text(f"""\
+reporting-disabled = true
+reporting-enabled = false
+bind-address = "127.0.0.1:{free_port()}"
+[meta]
+  dir = "{self.root}/meta"
+  logging-enabled = false
+[data]
+  dir = "{self.root}/data"
+  wal-dir = "{self.root}/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[subscriber]
+  enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{http_port}"
+  auth-enabled = {"true" if self.auth else "false"}
+  log-enabled = false
+  pprof-enabled = false
+  unix-socket-enabled = false
+[logging]
+  suppress-logo = true
+  level = "warn"
+""")
+        return path
+
+    def start(self, http_port: int | None = None) -> str:
+        """Starts influxd on `http_port` (default: its own port); returns its URL once /ping answers."""
+        assert self.proc is None or self.proc.poll() is not None, "influxd already running"
+        port = http_port or self.port
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(["influxd", "run", "-config", str(self._config(port))], stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.proc.poll() is None, f"influxd exited with {self.proc.returncode}; see {self.log_path}"
+            try:
+                if requests.get(f"{url}/ping", timeout=1).status_code == 204:
+                    return url
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, f"influxd did not answer /ping on {url} within 30 s"
+            time.sleep(0.1)
+
+    def create_first_admin(self) -> tuple["Influx", str]:
+        """With auth enabled and no user yet, InfluxDB 1.x accepts exactly one statement without
+        credentials: creating the first admin. Returns a client logged in as it, and its password."""
+        assert self.auth, "create_first_admin needs auth=True"
+        password = unique("admin-pw")
+        r = requests.post(f"{self.url}/query", timeout=10, data={
+            "q": f"CREATE USER admin WITH PASSWORD '{password}' WITH ALL PRIVILEGES"})
+        assert r.status_code == 200 and "error" not in r.text, r.text
+        r = requests.post(f"{self.url}/query", timeout=10, data={"q": "SHOW DATABASES"})
+        assert r.status_code == 401, f"auth is not enabled: SHOW DATABASES without credentials answered {r.status_code}"
+        return Influx(f"http://admin:{password}@127.0.0.1:{self.port}"), password
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None

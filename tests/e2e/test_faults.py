@@ -51,13 +51,11 @@ from __future__ import annotations
 import json
 import random
 import signal
-import socket
 import subprocess
 import threading
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
@@ -66,9 +64,11 @@ from confluent_kafka import Producer
 from conftest import (
     INFLUX_URL,
     Influx,
+    PrivateInflux,
     committed_offsets,
     create_topic,
     end_offsets,
+    free_port,
     influxql_string,
     read_topic,
     sink_overrides,
@@ -95,12 +95,6 @@ FAST = {"KIS_INFLUXDB__RETRY_MAX_BACKOFF_MS": "500", "KIS_KAFKA__COMMIT_INTERVAL
 
 def summary(name: str, **data) -> None:
     print(f"FAULTS-SUMMARY {json.dumps({'scenario': name, **data}, default=str)}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float, what: str, sinks=(), interval: float = 0.2):
@@ -608,83 +602,6 @@ def test_sigkill_three_times_during_200k_records_lands_every_record_once(kafka, 
 
 
 # --- scenario 3: InfluxDB stopped mid-run -------------------------------------------------------------
-
-class PrivateInflux:
-    """An influxd of this test's own: config, data, WAL and log under `root`, loopback ports."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        self._log = None
-        for d in ("meta", "data", "wal"):
-            (root / d).mkdir(parents=True, exist_ok=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _config(self, http_port: int) -> Path:
-        path = self.root / f"influxdb-{http_port}.conf"
-        path.write_text(f"""\
-reporting-disabled = true
-reporting-enabled = false
-bind-address = "127.0.0.1:{free_port()}"
-[meta]
-  dir = "{self.root}/meta"
-  logging-enabled = false
-[data]
-  dir = "{self.root}/data"
-  wal-dir = "{self.root}/wal"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[subscriber]
-  enabled = false
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:{http_port}"
-  auth-enabled = false
-  log-enabled = false
-  pprof-enabled = false
-  unix-socket-enabled = false
-[logging]
-  suppress-logo = true
-  level = "warn"
-""")
-        return path
-
-    def start(self, http_port: int | None = None) -> str:
-        """Starts influxd on `http_port` (default: its own port); returns its URL once /ping answers."""
-        assert self.proc is None or self.proc.poll() is not None, "influxd already running"
-        port = http_port or self.port
-        self._log = open(self.root / "influxd.log", "ab")
-        self.proc = subprocess.Popen(["influxd", "run", "-config", str(self._config(port))], stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.proc.poll() is None, f"influxd exited with {self.proc.returncode}; see {self.root}/influxd.log"
-            try:
-                if requests.get(f"{url}/ping", timeout=1).status_code == 204:
-                    return url
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"influxd did not answer /ping on {url} within 30 s"
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
 
 @pytest.fixture
 def private_influx(tmp_path):

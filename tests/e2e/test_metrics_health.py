@@ -31,12 +31,10 @@ import json
 import math
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
@@ -44,7 +42,8 @@ from confluent_kafka import Producer
 
 from conftest import (
     REPO_ROOT,
-    Influx,
+    PrivateInflux,
+    free_port,
     committed_offsets,
     create_topic,
     end_offsets,
@@ -73,12 +72,6 @@ FAST_TELEMETRY = {
     "KIS_KAFKA__PROPERTIES__STATISTICS_INTERVAL_MS": "1000",
     "KIS_KAFKA__COMMIT_INTERVAL_MS": "1000",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def produce_generators(brokers: str, topic: str, *, base_ms: int | None = None,
@@ -526,92 +519,19 @@ def test_missing_database_means_unready_and_uncommitted_until_fixed(kafka, influ
 
 # --- 3. InfluxDB with authentication: a wrong password, then fixed on the server ------------------
 
-class PrivateInflux:
-    """A private InfluxDB 1.6.7 (the stack's influxd binary) with auth-enabled = true, its own
-    data directory and free ports, with an admin user and a write-only user for the sink."""
-
-    def __init__(self, directory: Path):
-        self.dir = directory
-        self.port, self.rpc_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.admin_password = unique("admin-pw")
-        self.admin = Influx(f"http://admin:{self.admin_password}@127.0.0.1:{self.port}")
-        self.proc: subprocess.Popen | None = None
-        self.log_path = directory / "influxd.log"
-
-    def start(self) -> "PrivateInflux":
-        influxd = shutil.which("influxd")
-        if influxd is None:
-            pytest.fail("influxd not found: run scripts/stack.sh install", pytrace=False)
-        d = self.dir
-        d.mkdir(parents=True, exist_ok=True)
-        config = d / "influxdb.conf"
-        config.write_text(f"""\
-reporting-disabled = true
-bind-address = "127.0.0.1:{self.rpc_port}"
-[meta]
-  dir = "{d}/meta"
-  logging-enabled = false
-[data]
-  dir = "{d}/data"
-  wal-dir = "{d}/wal"
-  query-log-enabled = false
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:{self.port}"
-  auth-enabled = true
-  log-enabled = false
-  pprof-enabled = false
-[logging]
-  suppress-logo = true
-[monitor]
-  store-enabled = false
-[subscriber]
-  enabled = false
-""")
-        self.proc = subprocess.Popen([influxd, "run", "-config", str(config)], stdin=subprocess.DEVNULL,
-                                     stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.proc.poll() is None, f"private influxd exited: {self.log_path.read_text()[-2000:]}"
-            try:
-                if requests.get(f"{self.url}/ping", timeout=1).status_code == 204:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"private influxd did not answer: {self.log_path.read_text()[-2000:]}"
-            time.sleep(0.1)
-        # With auth enabled and no user yet, InfluxDB 1.x accepts exactly one statement without
-        # credentials: creating the first admin.
-        r = requests.post(f"{self.url}/query", timeout=10, data={
-            "q": f"CREATE USER admin WITH PASSWORD '{self.admin_password}' WITH ALL PRIVILEGES"})
-        assert r.status_code == 200 and "error" not in r.text, r.text
-        r = requests.post(f"{self.url}/query", timeout=10, data={"q": "SHOW DATABASES"})
-        assert r.status_code == 401, f"auth is not enabled: SHOW DATABASES without credentials answered {r.status_code}"
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
 def test_wrong_influxdb_password_means_unready_until_fixed_and_never_leaks(kafka, make_sink, tmp_path):
-    server = PrivateInflux(tmp_path / "influxdb").start()
+    server = PrivateInflux(tmp_path / "influxdb", auth=True)
+    server.start()
     try:
+        admin, _ = server.create_first_admin()
         topic, group, port = unique("e2e-auth"), unique("e2e-auth-group"), free_port()
         create_topic(kafka, topic, PARTITIONS)
         create_topic(kafka, f"{topic}.dlq", 1)
         database = unique("e2e_auth").replace("-", "_")
-        server.admin.create_database(database)
+        admin.create_database(database)
         sink_password = unique("s3cret-pw")  # what the sink is configured with
-        server.admin.command(f"CREATE USER \"kis\" WITH PASSWORD '{unique('other-pw')}'")
-        server.admin.command(f'GRANT WRITE ON "{database}" TO "kis"')
+        admin.command(f"CREATE USER \"kis\" WITH PASSWORD '{unique('other-pw')}'")
+        admin.command(f'GRANT WRITE ON "{database}" TO "kis"')
         ends = produce_generators(kafka, topic)
         overrides = sink_overrides(topic=topic, group=group, database=database, extra={
             "KIS_INFLUXDB__URL": server.url,
@@ -661,16 +581,16 @@ def test_wrong_influxdb_password_means_unready_until_fixed_and_never_leaks(kafka
                        for p in parts.values()), st["partitions"]
             waiting = [p for p in parts.values() if p["batches_in_flight"] > 0]
             assert waiting and all("401" in (p["last_error"] or {}).get("message", "") for p in waiting), st["partitions"]
-            assert server.admin.count(database) == 0
+            assert admin.count(database) == 0
             committed = committed_offsets(kafka, group, topic)
             assert all(offset is None for offset in committed.values()), (
                 f"offsets committed while InfluxDB refused the credentials: {committed}")
 
             # Fixed on the server: the sink's password becomes the right one.
-            server.admin.command(f"SET PASSWORD FOR \"kis\" = '{sink_password}'")
+            admin.command(f"SET PASSWORD FOR \"kis\" = '{sink_password}'")
             wait_for_commits(kafka, group, topic, ends, sink, timeout=30)
             wait_until(lambda: get("/readyz").status_code == 200, 15, "/readyz to turn ready again", sink)
-            assert server.admin.count(database) == VALID
+            assert admin.count(database) == VALID
             samples = parse(get("/metrics").text)
             assert one(samples, "kis_ready") == 1
             assert total(samples, "kis_points_written_total") == VALID
