@@ -205,3 +205,19 @@ def test_schema_file_is_valid_json_schema():
 
 def test_defaults_render_without_values():
     assert render().kinds() == rendered("defaults").kinds()
+
+
+def test_readme_values_table_lists_every_documented_key():
+    # The section is drafted in helm/README-section.md and merged into README.md.
+    readme = (CHART_DIR.parents[1] / "README.md").read_text()
+    if "## Kubernetes (Helm)" in readme:
+        section = readme.split("## Kubernetes (Helm)", 1)[1]
+    else:
+        section = (CHART_DIR.parent / "README-section.md").read_text()
+    table = {line.split("|")[1].strip().strip("`") for line in section.splitlines() if line.startswith("| `")}
+    documented = {
+        line.split()[2]
+        for line in (CHART_DIR / "values.yaml").read_text().splitlines()
+        if line.strip().startswith("## @param ")
+    }
+    assert sorted(documented ^ table) == []
