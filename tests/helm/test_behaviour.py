@@ -222,3 +222,16 @@ def test_notes_tell_how_to_check_health_and_find_metrics():
         assert expected in notes
     assert "kubectl -n sinks get scaledobject/kafka-influx-sink" in rendered("keda").notes
     assert "ServiceMonitor kafka-influx-sink" in rendered("monitoring").notes
+
+
+def test_comma_separated_brokers_and_topics_reach_keda():
+    triggers = rendered("influxdb2-schema-file").one("ScaledObject")["spec"]["triggers"]
+    assert [trigger["metadata"]["topic"] for trigger in triggers] == ["generators-north", "generators-south"]
+    assert {trigger["metadata"]["bootstrapServers"] for trigger in triggers} == {"kafka-a:9092,kafka-b:9092"}
+
+
+def test_schema_files_sit_next_to_the_config():
+    config_map = rendered("influxdb2-schema-file").named("ConfigMap", "kafka-influx-sink-config")
+    assert set(config_map["data"]) == {"config.toml", "generator.schema.json"}
+    assert 'json_schema_file = "generator.schema.json"' in config_map["data"]["config.toml"]
+    assert 'tags = ["generatorID", { name = "site", path = "/meta/site" }, { from = "topic", name = "topic" }]' in config_map["data"]["config.toml"]

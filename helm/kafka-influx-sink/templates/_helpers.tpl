@@ -291,7 +291,11 @@ templates as float64), strings as JSON strings, which are valid TOML basic strin
 {{- range $key := keys $map | sortAlpha -}}
 {{- if ne (kindOf (index $map $key)) "invalid" -}}{{- $present = append $present $key -}}{{- end -}}
 {{- end -}}
-{ {{- range $i, $key := $present -}}{{- if $i }}, {{ end -}}{{ include "kis.toml.key" $key }} = {{ include "kis.toml.value" (index $map $key) }}{{- end -}} }
+{{- if $present -}}
+{{ "{ " }}{{- range $i, $key := $present -}}{{- if $i }}, {{ end -}}{{ include "kis.toml.key" $key }} = {{ include "kis.toml.value" (index $map $key) }}{{- end -}}{{ " }" }}
+{{- else -}}
+{}
+{{- end -}}
 {{- else -}}
 {{- fail (printf "config: cannot write %v (a %s) as TOML" . $kind) -}}
 {{- end -}}
