@@ -28,6 +28,7 @@
 //!   the per-partition state behind them.
 //! - [`inflight`]: batches being written (up to `write_concurrency` at once).
 //! - [`watermark`]: per-partition committable offsets over batches finishing in any order.
+//! - [`stages`]: one record through decode, map, encode and alerts, with no I/O.
 //! - [`pipeline`]: the loop wiring the stages: recv → decode → map → batch → write → store.
 //! - [`simulate`]: the emergency-generator simulator, in plain JSON, Confluent-framed JSON or
 //!   Avro (schema registered in a Schema Registry) or bare Avro.
@@ -64,6 +65,7 @@ pub mod reject;
 pub mod secret;
 pub mod simulate;
 pub mod source;
+pub mod stages;
 pub mod status;
 pub mod watermark;
 pub mod write;

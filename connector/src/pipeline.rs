@@ -26,12 +26,13 @@
 //! is decoded (or dead-lettered, if the registry does not know the schema) and reading resumes.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::Message;
 use rdkafka::consumer::Consumer as _;
-use rdkafka::message::{Headers as _, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
@@ -40,17 +41,16 @@ use tracing::{debug, error, info, warn};
 use crate::alerts::{AlertRules, Level};
 use crate::batch::{Batch, BatchPolicy, Written};
 use crate::config::Config;
-use crate::dead_letter::{DeadLetter, DeadLetterSink, InvalidRecordPolicy};
-use crate::decode::{CachedSchema, DecodeFailure, Decoder, SchemaKey, VALUE_SCHEMA_ID_HEADER};
+use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::decode::{CachedSchema, SchemaKey};
 use crate::inflight::{Completed, InFlight, TaskFailed};
-use crate::line_protocol::{self, Point};
-use crate::map::{KafkaContext, Mapping};
+use crate::map::Mapping;
 use crate::metrics::{self, Telemetry};
 use crate::registry::{RegistryClient, RegistryError};
-use crate::reject::Rejection;
-use crate::source::{self, RecordHeaders, SourceConsumer};
+use crate::source::{self, SourceConsumer};
+pub use crate::stages::InvalidRecord;
+use crate::stages::{Accepted, Stages};
 use crate::write::InfluxWriter;
-use prometheus_client::metrics::counter::Counter;
 
 /// What a run did, reported at shutdown.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -98,34 +98,6 @@ pub enum RunError {
     Registry(#[from] RegistryError),
 }
 
-/// The record that stopped the sink under `dead_letter.policy = "fail"`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid record at {topic}[{partition}]@{offset}: {rejection}")]
-pub struct InvalidRecord {
-    /// Source topic.
-    pub topic: String,
-    /// Source partition.
-    pub partition: i32,
-    /// Source offset.
-    pub offset: i64,
-    /// Why it was rejected.
-    pub rejection: Rejection,
-}
-
-/// The per-record stages: pure apart from counting skips.
-struct Stages {
-    decoder: Decoder,
-    mapping: Mapping,
-    /// Fuel alerts, when enabled.
-    alerts: Option<AlertRules>,
-    invalid_record_policy: InvalidRecordPolicy,
-    telemetry: Arc<Telemetry>,
-    /// `kis_schema_cache_lookups_total{result="hit"}` and `{result="miss"}`, cached on first
-    /// use (a sink that never sees a registry-framed record shows no such series).
-    schema_hits: OnceLock<Counter>,
-    schema_misses: OnceLock<Counter>,
-}
-
 /// A record waiting to be processed, and how often its partition had been revoked when it was
 /// held: if that changed, the partition was taken away (and maybe given back) meanwhile, and
 /// the record will be read again from the committed offset.
@@ -138,14 +110,6 @@ struct Held {
 struct SchemaFetch {
     key: SchemaKey,
     task: tokio::task::JoinHandle<Option<CachedSchema>>,
-}
-
-/// What became of a record offered to the stages.
-enum Accepted {
-    /// It is in the batch (as a point, a dead letter or a skip).
-    Taken,
-    /// It names a registry schema not fetched yet; nothing of it entered the batch.
-    NeedsSchema(SchemaKey),
 }
 
 /// The stages, built from the configuration, and the state between them.
@@ -242,15 +206,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
     ));
     let mut pipeline = Pipeline {
         consumer: consumer.clone(),
-        stages: Stages {
+        stages: Stages::new(
             decoder,
-            mapping: config.mapping.clone(),
-            alerts: config.alerts.clone(),
-            invalid_record_policy: config.dead_letter.policy,
-            schema_hits: OnceLock::new(),
-            schema_misses: OnceLock::new(),
-            telemetry: telemetry.clone(),
-        },
+            config.mapping.clone(),
+            config.alerts.clone(),
+            config.dead_letter.policy,
+            telemetry.clone(),
+        ),
         policy: config.batch,
         in_flight: InFlight::new(
             config.influxdb.write_concurrency,
@@ -466,7 +428,7 @@ impl Pipeline {
             // The decoder only asks for schemas when a registry is configured.
             return;
         };
-        let reader = self.stages.decoder.reader_schema();
+        let reader = self.stages.decoder().reader_schema();
         let stop = self.shutdown.clone();
         debug!(%key, "fetching a schema from the Schema Registry");
         self.schema_fetch = Some(SchemaFetch {
@@ -481,7 +443,7 @@ impl Pipeline {
             return;
         };
         match fetched {
-            Ok(Some(schema)) => self.stages.decoder.learn(fetch.key, schema),
+            Ok(Some(schema)) => self.stages.decoder_mut().learn(fetch.key, schema),
             // Shutdown: the record stays held and uncommitted.
             Ok(None) => {}
             // The held record asks again when it is offered next.
@@ -526,7 +488,7 @@ impl Pipeline {
         self.summary.dead_lettered += (batch.dead_letters().len() + delivered.len()) as u64;
         self.summary.batches += 1;
         self.telemetry.batch_durable(&batch, &refused);
-        if self.stages.alerts.is_some() {
+        if self.stages.alerts_enabled() {
             self.alerts_durable(&batch, &refused, taken);
         }
         debug!(
@@ -576,149 +538,6 @@ impl Pipeline {
     }
 }
 
-impl Stages {
-    /// Decodes, maps and encodes one record into the batch; a rejected record is handled by
-    /// the invalid-record policy. Under `fail` the rejection is returned and nothing of the
-    /// record enters the batch, so its offset is never stored.
-    fn accept<M: Message>(
-        &self,
-        message: &M,
-        batch: &mut Batch,
-    ) -> Result<Accepted, InvalidRecord> {
-        let now = Instant::now();
-        let rejection = match self.encode(message, batch, now) {
-            Ok(()) => return Ok(Accepted::Taken),
-            Err(Unencoded::NeedsSchema(key)) => return Ok(Accepted::NeedsSchema(key)),
-            Err(Unencoded::Rejected(rejection)) => rejection,
-        };
-        match self.invalid_record_policy {
-            InvalidRecordPolicy::DeadLetter => {
-                debug!(
-                    topic = message.topic(),
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    stage = %rejection.stage,
-                    reason = rejection.reason,
-                    message = rejection.message,
-                    "record rejected; it goes to the dead-letter topic"
-                );
-                batch.add_dead_letter(DeadLetter::from_message(message, rejection), now);
-            }
-            InvalidRecordPolicy::Skip => {
-                warn!(
-                    topic = message.topic(),
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    stage = %rejection.stage,
-                    reason = rejection.reason,
-                    message = rejection.message,
-                    "record rejected and skipped (dead_letter.policy = \"skip\"); it is not written anywhere"
-                );
-                self.telemetry.skipped(message.topic(), &rejection);
-                batch.add_skipped(message.topic(), message.partition(), message.offset(), now);
-            }
-            InvalidRecordPolicy::Fail => {
-                return Err(InvalidRecord {
-                    topic: message.topic().to_owned(),
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    rejection,
-                });
-            }
-        }
-        Ok(Accepted::Taken)
-    }
-
-    /// Decodes, maps and encodes one record into the batch, with its alert point if it raises
-    /// one. Nothing enters the batch when it is rejected.
-    fn encode<M: Message>(
-        &self,
-        message: &M,
-        batch: &mut Batch,
-        now: Instant,
-    ) -> Result<(), Unencoded> {
-        let schema_header = message.headers().and_then(|headers| {
-            headers
-                .iter()
-                .find(|header| header.key == VALUE_SCHEMA_ID_HEADER)
-                .and_then(|header| header.value)
-        });
-        let decoded = match self
-            .decoder
-            .decode_with_header(message.payload(), schema_header)
-        {
-            Ok(decoded) => {
-                if decoded.schema.is_some() {
-                    self.schema_hits
-                        .get_or_init(|| self.telemetry.schema_lookup_counter(true))
-                        .inc();
-                }
-                decoded
-            }
-            Err(DecodeFailure::NeedsSchema(key)) => {
-                self.schema_misses
-                    .get_or_init(|| self.telemetry.schema_lookup_counter(false))
-                    .inc();
-                return Err(Unencoded::NeedsSchema(key));
-            }
-            Err(DecodeFailure::Rejected(error)) => return Err(error.rejection().into()),
-        };
-        let headers = RecordHeaders(message.headers());
-        let kafka = KafkaContext {
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp_ms: message.timestamp().to_millis(),
-            key: message.key(),
-            headers: &headers,
-        };
-        let point = self
-            .mapping
-            .map(&decoded.value, kafka)
-            .map_err(|error| error.rejection())?;
-        line_protocol::encode(&point, batch.line_buffer())
-            .map_err(|error| Unencoded::from(error.rejection()))?;
-        batch.add_point(message, now);
-        if let Some(alerts) = &self.alerts {
-            add_fuel_reading(alerts, &point, message, batch);
-        }
-        Ok(())
-    }
-}
-
-/// Adds the reading `point` is (if it is one) to the batch, and its alert point when its fuel is
-/// below a threshold. The record's own line must be the last one added.
-fn add_fuel_reading<M: Message>(
-    rules: &AlertRules,
-    point: &Point<'_>,
-    message: &M,
-    batch: &mut Batch,
-) {
-    let Some(reading) = rules.reading(point) else {
-        return;
-    };
-    batch.add_reading(
-        &reading,
-        message.topic(),
-        message.partition(),
-        message.offset(),
-    );
-    let Some(alert) = reading.alert() else {
-        return;
-    };
-    match rules.encode(&alert, batch.line_buffer()) {
-        Ok(()) => batch.add_alert(alert.level),
-        // Unreachable in practice (see `AlertRules::encode`); the reading itself is written.
-        Err(error) => warn!(
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset(),
-            %error,
-            "cannot encode the fuel alert point of a record; the record's own point is written"
-        ),
-    }
-}
-
 /// Says at start-up when the mapping cannot produce what alerts read: enabled by default, they
 /// would otherwise quietly never fire for a mapping that renames the id tag or fuel field. Only
 /// `info`: a sink for other data than generators is not misconfigured.
@@ -765,20 +584,6 @@ fn offer<M: Message>(stages: &Stages, batch: &mut Batch, message: &M) -> Result<
     stages
         .accept(message, batch)
         .map_err(|invalid| Stop::Invalid(stop_on(invalid)))
-}
-
-/// Why a record did not become a line.
-enum Unencoded {
-    /// It is bad: this is why.
-    Rejected(Rejection),
-    /// Its schema must be fetched first.
-    NeedsSchema(SchemaKey),
-}
-
-impl From<Rejection> for Unencoded {
-    fn from(rejection: Rejection) -> Self {
-        Unencoded::Rejected(rejection)
-    }
 }
 
 /// Waits for the schema fetch in progress (the caller only polls this while there is one).

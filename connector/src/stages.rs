@@ -1,0 +1,252 @@
+//! The per-record stages: decode and validate, map, encode into the batch, add the fuel alert.
+//!
+//! [`Stages::accept`] is everything the sink does to one record before it is batched, with no
+//! I/O: the pipeline calls it for each record it receives, and the benchmarks call it on their
+//! own. A record either enters the batch (as a line, a dead letter or a skip) or, when it names
+//! a registry schema that is not fetched yet, is handed back untouched.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use prometheus_client::metrics::counter::Counter;
+use rdkafka::Message;
+use rdkafka::message::Headers as _;
+use tracing::{debug, warn};
+
+use crate::alerts::AlertRules;
+use crate::batch::Batch;
+use crate::dead_letter::{DeadLetter, InvalidRecordPolicy};
+use crate::decode::{DecodeFailure, Decoder, SchemaKey, VALUE_SCHEMA_ID_HEADER};
+use crate::line_protocol::{self, Point};
+use crate::map::{KafkaContext, Mapping};
+use crate::metrics::Telemetry;
+use crate::reject::Rejection;
+use crate::source::RecordHeaders;
+
+/// The record that stopped the sink under `dead_letter.policy = "fail"`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid record at {topic}[{partition}]@{offset}: {rejection}")]
+pub struct InvalidRecord {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Why it was rejected.
+    pub rejection: Rejection,
+}
+
+/// The per-record stages: pure apart from counting skips and schema cache lookups.
+pub struct Stages {
+    decoder: Decoder,
+    mapping: Mapping,
+    /// Fuel alerts, when enabled.
+    alerts: Option<AlertRules>,
+    invalid_record_policy: InvalidRecordPolicy,
+    telemetry: Arc<Telemetry>,
+    /// `kis_schema_cache_lookups_total{result="hit"}` and `{result="miss"}`, cached on first
+    /// use (a sink that never sees a registry-framed record shows no such series).
+    schema_hits: OnceLock<Counter>,
+    schema_misses: OnceLock<Counter>,
+}
+
+/// What became of a record offered to the stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// It is in the batch (as a point, a dead letter or a skip).
+    Taken,
+    /// It names a registry schema not fetched yet; nothing of it entered the batch.
+    NeedsSchema(SchemaKey),
+}
+
+impl Stages {
+    /// The stages for `decoder` and the configured mapping, alerts and invalid-record policy.
+    pub fn new(
+        decoder: Decoder,
+        mapping: Mapping,
+        alerts: Option<AlertRules>,
+        invalid_record_policy: InvalidRecordPolicy,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
+        Self {
+            decoder,
+            mapping,
+            alerts,
+            invalid_record_policy,
+            telemetry,
+            schema_hits: OnceLock::new(),
+            schema_misses: OnceLock::new(),
+        }
+    }
+
+    /// The decoder, for the registry schemas it reads records with.
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    /// The decoder, to teach it a schema fetched from the registry.
+    pub fn decoder_mut(&mut self) -> &mut Decoder {
+        &mut self.decoder
+    }
+
+    /// Whether fuel alerts are enabled.
+    pub fn alerts_enabled(&self) -> bool {
+        self.alerts.is_some()
+    }
+
+    /// Decodes, maps and encodes one record into the batch; a rejected record is handled by
+    /// the invalid-record policy. Under `fail` the rejection is returned and nothing of the
+    /// record enters the batch, so its offset is never stored.
+    pub fn accept<M: Message>(
+        &self,
+        message: &M,
+        batch: &mut Batch,
+    ) -> Result<Accepted, InvalidRecord> {
+        let now = Instant::now();
+        let rejection = match self.encode(message, batch, now) {
+            Ok(()) => return Ok(Accepted::Taken),
+            Err(Unencoded::NeedsSchema(key)) => return Ok(Accepted::NeedsSchema(key)),
+            Err(Unencoded::Rejected(rejection)) => rejection,
+        };
+        match self.invalid_record_policy {
+            InvalidRecordPolicy::DeadLetter => {
+                debug!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    stage = %rejection.stage,
+                    reason = rejection.reason,
+                    message = rejection.message,
+                    "record rejected; it goes to the dead-letter topic"
+                );
+                batch.add_dead_letter(DeadLetter::from_message(message, rejection), now);
+            }
+            InvalidRecordPolicy::Skip => {
+                warn!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    stage = %rejection.stage,
+                    reason = rejection.reason,
+                    message = rejection.message,
+                    "record rejected and skipped (dead_letter.policy = \"skip\"); it is not written anywhere"
+                );
+                self.telemetry.skipped(message.topic(), &rejection);
+                batch.add_skipped(message.topic(), message.partition(), message.offset(), now);
+            }
+            InvalidRecordPolicy::Fail => {
+                return Err(InvalidRecord {
+                    topic: message.topic().to_owned(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    rejection,
+                });
+            }
+        }
+        Ok(Accepted::Taken)
+    }
+
+    /// Decodes, maps and encodes one record into the batch, with its alert point if it raises
+    /// one. Nothing enters the batch when it is rejected.
+    fn encode<M: Message>(
+        &self,
+        message: &M,
+        batch: &mut Batch,
+        now: Instant,
+    ) -> Result<(), Unencoded> {
+        let schema_header = message.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|header| header.key == VALUE_SCHEMA_ID_HEADER)
+                .and_then(|header| header.value)
+        });
+        let decoded = match self
+            .decoder
+            .decode_with_header(message.payload(), schema_header)
+        {
+            Ok(decoded) => {
+                if decoded.schema.is_some() {
+                    self.schema_hits
+                        .get_or_init(|| self.telemetry.schema_lookup_counter(true))
+                        .inc();
+                }
+                decoded
+            }
+            Err(DecodeFailure::NeedsSchema(key)) => {
+                self.schema_misses
+                    .get_or_init(|| self.telemetry.schema_lookup_counter(false))
+                    .inc();
+                return Err(Unencoded::NeedsSchema(key));
+            }
+            Err(DecodeFailure::Rejected(error)) => return Err(error.rejection().into()),
+        };
+        let headers = RecordHeaders(message.headers());
+        let kafka = KafkaContext {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
+            key: message.key(),
+            headers: &headers,
+        };
+        let point = self
+            .mapping
+            .map(&decoded.value, kafka)
+            .map_err(|error| error.rejection())?;
+        line_protocol::encode(&point, batch.line_buffer())
+            .map_err(|error| Unencoded::from(error.rejection()))?;
+        batch.add_point(message, now);
+        if let Some(alerts) = &self.alerts {
+            add_fuel_reading(alerts, &point, message, batch);
+        }
+        Ok(())
+    }
+}
+
+/// Adds the reading `point` is (if it is one) to the batch, and its alert point when its fuel is
+/// below a threshold. The record's own line must be the last one added.
+fn add_fuel_reading<M: Message>(
+    rules: &AlertRules,
+    point: &Point<'_>,
+    message: &M,
+    batch: &mut Batch,
+) {
+    let Some(reading) = rules.reading(point) else {
+        return;
+    };
+    batch.add_reading(
+        &reading,
+        message.topic(),
+        message.partition(),
+        message.offset(),
+    );
+    let Some(alert) = reading.alert() else {
+        return;
+    };
+    match rules.encode(&alert, batch.line_buffer()) {
+        Ok(()) => batch.add_alert(alert.level),
+        // Unreachable in practice (see `AlertRules::encode`); the reading itself is written.
+        Err(error) => warn!(
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            %error,
+            "cannot encode the fuel alert point of a record; the record's own point is written"
+        ),
+    }
+}
+
+/// Why a record did not become a line.
+enum Unencoded {
+    /// It is bad: this is why.
+    Rejected(Rejection),
+    /// Its schema must be fetched first.
+    NeedsSchema(SchemaKey),
+}
+
+impl From<Rejection> for Unencoded {
+    fn from(rejection: Rejection) -> Self {
+        Unencoded::Rejected(rejection)
+    }
+}
