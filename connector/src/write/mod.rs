@@ -399,7 +399,7 @@ pub fn endpoint(base: &Url, api: &InfluxApi) -> Url {
 
 /// gzip at the fastest level: line protocol compresses well even there, and the sink's CPU
 /// is better spent decoding.
-fn gzip(lines: &[u8]) -> std::io::Result<Vec<u8>> {
+pub fn gzip(lines: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(lines.len() / 4),
         flate2::Compression::fast(),
