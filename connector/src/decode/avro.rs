@@ -155,7 +155,7 @@ fn to_json(value: AvroValue, path: &mut String) -> Result<Value, AvroError> {
             for (index, item) in items.into_iter().enumerate() {
                 let length = path.len();
                 path.push('/');
-                path.push_str(&index.to_string());
+                path.push_str(itoa::Buffer::new().format(index));
                 array.push(to_json(item, path)?);
                 path.truncate(length);
             }
@@ -175,13 +175,25 @@ fn object(
     let mut object = Map::new();
     for (key, value) in entries {
         let length = path.len();
-        path.push('/');
-        path.push_str(&key.replace('~', "~0").replace('/', "~1"));
+        push_pointer_token(path, &key);
         let value = to_json(value, path)?;
         path.truncate(length);
         object.insert(key, value);
     }
     Ok(Value::Object(object))
+}
+
+/// Appends `/key` to a JSON Pointer, escaping `~` and `/` (RFC 6901) without allocating: this
+/// runs for every field of every record, the pointer only for the rare error message.
+fn push_pointer_token(path: &mut String, key: &str) {
+    path.push('/');
+    for character in key.chars() {
+        match character {
+            '~' => path.push_str("~0"),
+            '/' => path.push_str("~1"),
+            other => path.push(other),
+        }
+    }
 }
 
 fn finite(number: f64, path: &str) -> Result<Value, AvroError> {
@@ -389,6 +401,16 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(error.to_string(), "at /list/0: inf is not a finite number");
+        let error = to_json(
+            AvroValue::Map(
+                [("a/b~c".to_owned(), AvroValue::Double(f64::NAN))]
+                    .into_iter()
+                    .collect(),
+            ),
+            &mut String::new(),
+        )
+        .unwrap_err();
+        assert_eq!(error.to_string(), "at /a~1b~0c: NaN is not a finite number");
     }
 
     #[test]
