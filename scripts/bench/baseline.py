@@ -57,6 +57,7 @@ def main() -> int:
     ap.add_argument("--gzip-level", type=int, default=1, help="0 = no gzip")
     ap.add_argument("--count", type=int, required=True, help="stop after this many records are committed")
     ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--fetch-wait-ms", type=int, default=20, help="fetch.wait.max.ms, as the sink's bench config")
     args = ap.parse_args()
 
     stop = False
@@ -75,6 +76,7 @@ def main() -> int:
         "auto.offset.reset": "earliest",
         "session.timeout.ms": 6000,  # Tansu joins in about half of it
         "heartbeat.interval.ms": 500,
+        "fetch.wait.max.ms": args.fetch_wait_ms,  # Tansu holds fetches this long (sink.toml)
     })
     assigned = False
 

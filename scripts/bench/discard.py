@@ -56,6 +56,7 @@ class Stats:
         self.busy_s = 0.0  # wall time spent handling bodies (read + gunzip + count)
         self.latency = latency
         self.histogram: Counter[int] = Counter()  # latency in ms -> lines
+        self.timeline: dict[int, list[int]] = {}  # arrival second -> [lines, worst latency ms]
         self.capture = open(capture, "ab", buffering=1 << 20) if capture else None
         self.started = time.time()
 
@@ -74,6 +75,7 @@ class Stats:
             }
             if self.latency:
                 out["latency_ms_histogram"] = {str(k): v for k, v in sorted(self.histogram.items())}
+                out["timeline"] = {str(k): v for k, v in sorted(self.timeline.items())}
         return out
 
 
@@ -188,6 +190,9 @@ class Handler(BaseHTTPRequestHandler):
             st.last_at = arrived
             if hist:
                 st.histogram.update(hist)
+                slot = st.timeline.setdefault(int(arrived), [0, 0])
+                slot[0] += lines
+                slot[1] = max(slot[1], max(hist))
             if st.capture is not None:
                 st.capture.write(struct.pack(">Q", len(body)))
                 st.capture.write(body)

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -311,6 +312,10 @@ class Bench:
         self.topic = f"bench-{stamp}"
         self.capture = self.out / "captured-bodies.bin"
         self.metrics_port = args.metrics_port
+        # The baseline and the Tansu reader fetch as the sink does.
+        with open(HERE / "sink.toml", "rb") as fh:
+            props = tomllib.load(fh)["kafka"].get("properties", {})
+        self.fetch_wait = ["--fetch-wait-ms", str(props.get("fetch.wait.max.ms", 500))]
 
     # helpers
     def python(self, script: str) -> list[str]:
@@ -407,7 +412,7 @@ class Bench:
         log("tansu-read: consume-only reader")
         proc = spawn("tansu-read", self.python("tansu_read.py") + [
             "--brokers", self.brokers, "--topic", self.topic, "--partitions", str(self.a.partitions),
-            "--count", str(n)], self.out, stdout_pipe=True)
+            "--count", str(n)] + self.fetch_wait, self.out, stdout_pipe=True)
         self.sampler.watch("reader", proc.pid)
         res = read_json_line(proc, None, timeout=600)
         stop(proc)
@@ -505,7 +510,7 @@ class Bench:
         log(f"{name}: the Python baseline drains {n} records into {target} (gzip on)")
         proc = spawn(f"{name}.baseline", self.python("baseline.py") + [
             "--brokers", self.brokers, "--topic", self.topic, "--group", f"{name}-{time.time_ns()}",
-            "--url", url, "--database", db, "--count", str(n)], self.out, stdout_pipe=True)
+            "--url", url, "--database", db, "--count", str(n)] + self.fetch_wait, self.out, stdout_pipe=True)
         self.sampler.watch("baseline", proc.pid)
         res = read_json_line(proc, "done", timeout=self.a.drain_timeout)
         stop(proc)
@@ -595,9 +600,11 @@ class Bench:
         if target == "discard":
             disc, url = self.start_discard(name, latency=True)
             db = "bench"
-        else:
+        elif target == "influx":
             url, db = self.influx, f"bench_{name.replace('-', '_')}"
             fresh_database(self.influx, db)
+        else:
+            url, db = "", ""
         log(f"{name}: {consumer} -> {target}, steady {rate:,} records/s for {self.a.latency_seconds:.0f}s")
         cons = None
         if consumer == "sink":
@@ -613,10 +620,15 @@ class Bench:
                 time.sleep(0.2)
             else:
                 raise RuntimeError(f"{name}: the sink was not assigned {self.a.partitions} partitions in 60s")
+        elif consumer == "reader":
+            cons = spawn(f"{name}.reader", self.python("tansu_read.py") + [
+                "--brokers", self.brokers, "--topic", topic, "--partitions", str(self.a.partitions),
+                "--count", str(count), "--latency"] + self.fetch_wait, self.out, stdout_pipe=True)
         else:
             cons = spawn(f"{name}.baseline", self.python("baseline.py") + [
                 "--brokers", self.brokers, "--topic", topic, "--group", f"{name}-{time.time_ns()}",
-                "--url", url, "--database", db, "--count", str(count), "--latency"], self.out, stdout_pipe=True)
+                "--url", url, "--database", db, "--count", str(count), "--latency"] + self.fetch_wait,
+                self.out, stdout_pipe=True)
             read_json_line(cons, "assigned", timeout=60)
         self.sampler.watch(consumer, cons.pid)
         time.sleep(1.0)  # the first fetch requests are out
@@ -653,6 +665,11 @@ class Bench:
                 "n": buckets[-1][1] if buckets else 0,
             }
             stop(cons)
+        elif consumer == "reader":
+            res = read_json_line(cons, None, timeout=180)
+            t1 = time.time()
+            out["reader_ms"] = quantiles_from_ms_histogram(res["latency_ms_histogram"])
+            stop(cons)
         else:
             res = read_json_line(cons, "done", timeout=180)
             t1 = time.time()
@@ -664,6 +681,7 @@ class Bench:
             st = self.discard_stats(url)
             out["discard_ms"] = quantiles_from_ms_histogram(st["latency_ms_histogram"])
             out["lines_received"] = st["lines"]
+            out["discard_timeline"] = st.get("timeline")
             stop(disc)
             self.sampler.unwatch("discard")
         # The figure reported: the discard endpoint's exact arrival times when there is one;
@@ -673,6 +691,9 @@ class Bench:
         elif "sink_histogram_ms" in out:
             h = out["sink_histogram_ms"]
             out["p50_ms"], out["p99_ms"], out["latency_source"] = h["p50"], h["p99"], "kis_end_to_end_latency_seconds"
+        elif "reader_ms" in out:
+            b = out["reader_ms"]
+            out["p50_ms"], out["p99_ms"], out["latency_source"] = b["p50"], b["p99"], "arrival at the reader"
         else:
             b = out["baseline_own_ms"]
             out["p50_ms"], out["p99_ms"], out["latency_source"] = b["p50"], b["p99"], "baseline's ack clock"
@@ -709,14 +730,29 @@ class Bench:
         if want("baseline-influx"):
             self.baseline_drain("baseline-influx", "influx")
         self.save()
+        # Half of each measured rate, and a low fixed rate Tansu sustains easily, where the
+        # sink's own share of the latency shows next to Tansu's delivery delay.
+        low = self.a.latency_low_rate
         for lat, (consumer, target, base) in {
+            "latency-tansu-read": ("reader", "none", "sink-discard-gz"),
             "latency-sink-discard": ("sink", "discard", "sink-discard-gz"),
             "latency-baseline-discard": ("baseline", "discard", "baseline-discard"),
             "latency-sink-influx": ("sink", "influx", "sink-influx"),
             "latency-baseline-influx": ("baseline", "influx", "baseline-influx"),
+            "latency-low-tansu-read": ("reader", "none", None),
+            "latency-low-sink-discard": ("sink", "discard", None),
         }.items():
-            if want(lat) and base in self.results:
+            if not want(lat):
+                continue
+            if self.a.latency_rate:
+                rate = self.a.latency_rate
+            elif base is None:
+                rate = low
+            elif base in self.results:
                 rate = int(self.results[base]["records_per_s"] * 0.5 / 1000) * 1000 or 1000
+            else:
+                continue
+            if rate > 0:
                 self.latency(lat, consumer, target, rate)
                 self.save()
         self.save()
@@ -766,7 +802,7 @@ def report(results: dict) -> str:
         x = r.get(name)
         if not x:
             continue
-        util = ", ".join(f"{k} {v:.2f}" for k, v in sorted(x.get("util", {}).items(), key=lambda kv: -kv[1]))
+        util = ", ".join(f"{k} {v:.2f}" for k, v in sorted(x.get("util", {}).items(), key=lambda kv: -kv[1]) if v >= 0.01)
         lines = x.get("lines_received", x.get("lines"))
         rss = x.get("peak_rss_mib")
         out.append(f"{name:<19} {fmt(x.get('records_per_s')):>10} {fmt(x.get('points_per_s')):>10} "
@@ -775,7 +811,7 @@ def report(results: dict) -> str:
     out.append("")
     lat_rows = [k for k in r if k.startswith("latency-")]
     if lat_rows:
-        out.append(f"{'latency run':<25} {'rate':>8} {'achieved':>9} {'p50 ms':>7} {'p99 ms':>7}  source")
+        out.append(f"{'latency run':<25} {'rate':>8} {'achieved':>9} {'p50 ms':>7} {'p99 ms':>7}  source; busy cores")
         for name in lat_rows:
             x = r[name]
             extra = ""
@@ -783,7 +819,8 @@ def report(results: dict) -> str:
                 h = x["sink_histogram_ms"]
                 extra = f" (sink histogram: p50 {h['p50']}, p99 {h['p99']})"
             out.append(f"{name:<25} {fmt(x['rate_target']):>8} {fmt(x['producer_rate']):>9} {fmt(x['p50_ms']):>7} "
-                       f"{fmt(x['p99_ms']):>7}  {x['latency_source']}{extra}")
+                       f"{fmt(x['p99_ms']):>7}  {x['latency_source']}{extra}; "
+                       + ", ".join(f"{k} {v:.2f}" for k, v in sorted(x.get("util", {}).items(), key=lambda kv: -kv[1]) if v >= 0.01))
         out.append("")
 
     def ratio(a, b, key="records_per_s"):
@@ -842,6 +879,8 @@ def main() -> int:
     ap.add_argument("--generators", type=int, default=10_000)
     ap.add_argument("--concurrency", type=int, default=2, help="the sink's influxdb.write_concurrency")
     ap.add_argument("--latency-seconds", type=float, default=25.0)
+    ap.add_argument("--latency-low-rate", type=int, default=10000, help="records/s of the latency-low-* runs (0: none)")
+    ap.add_argument("--latency-rate", type=int, help="records/s of every latency run (default: half the measured rate)")
     ap.add_argument("--drain-timeout", type=float, default=600.0)
     ap.add_argument("--stall-timeout", type=float, default=45.0, help="fail a run whose sink makes no progress this long")
     ap.add_argument("--metrics-port", type=int, default=29464)

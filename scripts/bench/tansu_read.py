@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import uuid
+from collections import Counter
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -27,15 +28,22 @@ def main() -> int:
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--queued-kbytes", type=int, default=16384)
     ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--fetch-wait-ms", type=int, help="fetch.wait.max.ms (librdkafka default 500)")
+    ap.add_argument("--latency", action="store_true",
+                    help="also record arrival minus the record's CreateTime (ms histogram): Tansu's delivery delay")
     args = ap.parse_args()
 
-    consumer = Consumer({
+    conf = {
         "bootstrap.servers": args.brokers,
         "group.id": f"bench-tansu-read-{uuid.uuid4()}",  # assign() only: never joins
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "queued.max.messages.kbytes": args.queued_kbytes,
-    })
+    }
+    if args.fetch_wait_ms is not None:
+        conf["fetch.wait.max.ms"] = args.fetch_wait_ms
+    consumer = Consumer(conf)
+    hist: Counter[int] = Counter()
     consumer.assign([TopicPartition(args.topic, p, 0) for p in range(args.partitions)])
     n = 0
     nbytes = 0
@@ -46,7 +54,8 @@ def main() -> int:
             if time.monotonic() > deadline:
                 print(f"tansu_read: only {n} of {args.count} records within {args.timeout:.0f}s", file=sys.stderr)
                 return 1
-            msgs = consumer.consume(num_messages=10000, timeout=0.5)
+            msgs = consumer.consume(num_messages=10000, timeout=0.01 if args.latency else 0.5)
+            now_ms = time.time() * 1000.0
             for msg in msgs:
                 err = msg.error()
                 if err is not None:
@@ -55,6 +64,8 @@ def main() -> int:
                     raise KafkaException(err)
                 n += 1
                 nbytes += len(msg)
+                if args.latency:
+                    hist[int(now_ms - msg.timestamp()[1])] += 1
             if first_at is None and n:
                 first_at = time.time()
         done_at = time.time()
@@ -63,7 +74,10 @@ def main() -> int:
     with open("/proc/self/stat") as fh:
         f = fh.read().rsplit(")", 1)[1].split()
     cpu = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    print(json.dumps({"records": n, "bytes": nbytes, "first_at": first_at, "done_at": done_at, "cpu_s": cpu}), flush=True)
+    out = {"records": n, "bytes": nbytes, "first_at": first_at, "done_at": done_at, "cpu_s": cpu}
+    if args.latency:
+        out["latency_ms_histogram"] = {str(k): v for k, v in sorted(hist.items())}
+    print(json.dumps(out), flush=True)
     return 0
 
 
