@@ -8,7 +8,7 @@
 #
 # Stage 1 compiles the sink with the librdkafka sources bundled in the rdkafka-sys crate (no
 # system librdkafka: Debian's is too old for the brokers we test against). Stage 2 is a
-# distroless image: glibc, libgcc and CA certificates, no shell, no package manager, running as
+# distroless image: glibc, libgcc, OpenSSL's libssl3 and CA certificates, no shell, no package manager, running as
 # the `nonroot` user (65532) so that Kubernetes' runAsNonRoot and a read-only root filesystem
 # work unchanged.
 
@@ -17,8 +17,9 @@ ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 
-# librdkafka's configure script needs a C toolchain, make, perl and python3; the rust image
-# (buildpack-deps) already has them, so nothing is installed here.
+# librdkafka's configure script needs a C toolchain, make, perl and python3, and its TLS and
+# SASL/SCRAM support links OpenSSL (libssl-dev, pkg-config); the rust image (buildpack-deps)
+# already has them all, so nothing is installed here.
 WORKDIR /src
 
 # zlib is linked statically so that the runtime image needs no libz: distroless/cc has none.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system packages the build needs (C toolchain for the bundled librdkafka, Python
-# venv support, curl) and promtool (Debian's `prometheus` package, for the alerting rule tests)
+# Installs the system packages the build needs (C toolchain for the bundled librdkafka, OpenSSL
+# headers for its TLS and SASL/SCRAM support, Python venv support, curl) and promtool (Debian's `prometheus` package, for the alerting rule tests)
 # when they are missing. Debian/Ubuntu; needs root or sudo for apt-get.
 set -euo pipefail
 
@@ -9,6 +9,9 @@ command -v cc >/dev/null || missing+=(gcc)
 command -v make >/dev/null || missing+=(make)
 command -v curl >/dev/null || missing+=(curl)
 command -v perl >/dev/null || missing+=(perl)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+# librdkafka links the system OpenSSL (TLS listeners, SASL SCRAM); the runtime needs libssl3.
+{ command -v pkg-config >/dev/null && pkg-config --exists openssl; } || missing+=(libssl-dev)
 command -v cargo >/dev/null || { echo "install-prerequisites: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
 command -v python3 >/dev/null || missing+=(python3 python3-venv)
 
