@@ -49,9 +49,50 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Whether a librdkafka property holds a credential: passwords (`sasl.password`,
+/// `ssl.key.password`, `ssl.keystore.password`), secrets (`sasl.oauthbearer.client.secret`),
+/// an inline private key (`ssl.key.pem`) or OAUTHBEARER's unsecured-JWT settings
+/// (`sasl.oauthbearer.config`). Such values are shown as [`REDACTED`] wherever the
+/// configuration is printed.
+pub fn is_secret_property(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.ends_with("password")
+        || name.ends_with("secret")
+        || matches!(name.as_str(), "ssl.key.pem" | "sasl.oauthbearer.config")
+}
+
+/// A librdkafka property's value as it may be shown: [`REDACTED`] for a credential.
+pub fn shown_property_value<'a>(name: &str, value: &'a str) -> &'a str {
+    if is_secret_property(name) {
+        REDACTED
+    } else {
+        value
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_properties_are_recognised() {
+        for name in [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "sasl.oauthbearer.client.secret",
+            "ssl.key.pem",
+            "sasl.oauthbearer.config",
+            "SASL.PASSWORD",
+        ] {
+            assert!(is_secret_property(name), "{name}");
+            assert_eq!(shown_property_value(name, "hunter2"), REDACTED);
+        }
+        for name in ["sasl.username", "security.protocol", "ssl.ca.location"] {
+            assert!(!is_secret_property(name), "{name}");
+            assert_eq!(shown_property_value(name, "x"), "x");
+        }
+    }
 
     #[test]
     fn never_prints_the_value() {

@@ -28,6 +28,7 @@ use crate::batch::NextOffset;
 use crate::inflight::PartitionsInFlight;
 use crate::map::HeaderLookup;
 use crate::metrics::Telemetry;
+use crate::secret::shown_property_value;
 
 /// Default cap on librdkafka's prefetch queue, in KiB (override with the property of that name).
 pub const DEFAULT_PREFETCH_KBYTES: &str = "16384";
@@ -38,8 +39,8 @@ pub const DEFAULT_STATISTICS_INTERVAL_MS: &str = "5000";
 /// Default `message.max.bytes` of the dead-letter producer: 64 MiB.
 pub const DEAD_LETTER_MAX_BYTES: &str = "67108864";
 
-/// The validated `[kafka]` settings.
-#[derive(Debug, Clone)]
+/// The validated `[kafka]` settings. `Debug` redacts credential properties.
+#[derive(Clone)]
 pub struct KafkaSettings {
     /// Bootstrap brokers.
     pub brokers: Vec<String>,
@@ -53,6 +54,24 @@ pub struct KafkaSettings {
     pub commit_interval: Duration,
     /// Extra librdkafka properties.
     pub properties: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(name, value)| (name.as_str(), shown_property_value(name, value)))
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("topics", &self.topics)
+            .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("commit_interval", &self.commit_interval)
+            .field("properties", &properties)
+            .finish()
+    }
 }
 
 impl KafkaSettings {

@@ -201,11 +201,6 @@ def test_no_secret_value_in_any_config_map(name):
         assert value not in plain
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sink prints [kafka.properties] unredacted: check-config shows sasl.password "
-    "(kafka.properties values are not a Secret type in connector/src/config/raw.rs)",
-)
 def test_check_config_output_redacts_the_sasl_password(sink_bin, tmp_path):
     pod = materialise(rendered("sasl-plain-inline"), tmp_path)
     checked = check_config(sink_bin, pod)

@@ -361,7 +361,7 @@ fn build_kafka(raw: &RawConfig) -> Result<KafkaSettings, ConfigError> {
         return Err(invalid("kafka.commit_interval_ms", "must be at least 1"));
     }
     let mut properties = BTreeMap::new();
-    for (name, value) in &kafka.properties {
+    for (name, value) in &kafka.properties.0 {
         if let Some((_, why)) = MANAGED_PROPERTIES
             .iter()
             .find(|(managed, _)| managed == name)

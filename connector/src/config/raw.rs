@@ -67,7 +67,52 @@ pub struct RawKafka {
     pub commit_interval_ms: u64,
     /// Extra librdkafka properties, passed through as they are.
     #[serde(default)]
-    pub properties: BTreeMap<String, PropertyValue>,
+    pub properties: Properties,
+}
+
+/// `[kafka.properties]`, by librdkafka name. `Debug` and `Serialize` (what `check-config`
+/// prints) show credentials (`sasl.password`, …) as [`crate::secret::REDACTED`].
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Properties(pub BTreeMap<String, PropertyValue>);
+
+impl Properties {
+    /// Each property with its value as it may be shown.
+    fn shown(&self) -> impl Iterator<Item = (&str, Shown<'_>)> {
+        self.0.iter().map(|(name, value)| {
+            let shown = if crate::secret::is_secret_property(name) {
+                Shown::Redacted
+            } else {
+                Shown::Value(value)
+            };
+            (name.as_str(), shown)
+        })
+    }
+}
+
+/// A property value, or the placeholder for a credential.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Shown<'a> {
+    Value(&'a PropertyValue),
+    #[serde(serialize_with = "redacted")]
+    Redacted,
+}
+
+fn redacted<S: serde::Serializer>(serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(crate::secret::REDACTED)
+}
+
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.shown()).finish()
+    }
+}
+
+impl Serialize for Properties {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.shown())
+    }
 }
 
 /// A list given either as a TOML array or as one comma-separated string

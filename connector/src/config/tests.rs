@@ -235,6 +235,37 @@ fn environment_errors_name_the_variable() {
     assert!(error_of(MINIMAL, &[("KIS_KAFKA__GROUP_ID__X", "5")]).contains("kafka.group_id"));
 }
 
+/// A SASL password passed through `[kafka.properties]` (from the environment, as the Helm chart
+/// sets it) reaches librdkafka but never `check-config` output or `Debug`.
+#[test]
+fn credential_properties_are_never_printed() {
+    let config = parse_with(
+        MINIMAL,
+        &[
+            ("KIS_KAFKA__PROPERTIES__SASL_USERNAME", "sink"),
+            ("KIS_KAFKA__PROPERTIES__SASL_PASSWORD", "kafka-s3cret"),
+            ("KIS_KAFKA__PROPERTIES__SSL_KEY_PASSWORD", "key-s3cret"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        config
+            .kafka
+            .properties
+            .get("sasl.password")
+            .map(String::as_str),
+        Some("kafka-s3cret")
+    );
+    let printed = config.effective_toml();
+    let debug = format!("{config:?}");
+    for shown in [&printed, &debug] {
+        assert!(!shown.contains("kafka-s3cret"), "{shown}");
+        assert!(!shown.contains("key-s3cret"), "{shown}");
+        assert!(shown.contains("sink"), "{shown}");
+    }
+    assert!(printed.contains(crate::secret::REDACTED), "{printed}");
+}
+
 #[test]
 fn secrets_come_from_files_and_are_never_printed() {
     let dir = tempfile::tempdir().unwrap();
