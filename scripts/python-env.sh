@@ -21,7 +21,8 @@ command -v "$PYTHON" >/dev/null || die "$PYTHON not found"
 [[ -f $REQUIREMENTS ]] || die "$REQUIREMENTS not found"
 
 want=$({
-    sha256sum "$REQUIREMENTS" | cut -d' ' -f1
+    # tests/requirements.txt includes the chart checks' pins (-r helm/requirements.txt).
+    sha256sum "$REQUIREMENTS" "$REPO_ROOT/tests/helm/requirements.txt" | cut -d' ' -f1
     "$PYTHON" -c 'import sys; print(sys.version)'
 } | sha256sum | cut -d' ' -f1)
 
@@ -52,7 +53,8 @@ rm -f "$STAMP"
 log "installing $(grep -cvE '^\s*(#|$)' "$REQUIREMENTS") pinned requirements"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=confluent-kafka \
     -r "$REQUIREMENTS" || die "pip install -r $REQUIREMENTS failed"
-"$VENV/bin/python" -c 'import confluent_kafka, pytest, requests' || die "installed packages do not import"
+"$VENV/bin/python" -c 'import confluent_kafka, pytest, requests, helm_python, kubernetes_validate, yamllint' \
+    || die "installed packages do not import"
 printf '%s\n' "$want" >"$STAMP"
 log "venv $VENV ready (confluent-kafka $("$VENV/bin/python" -c 'import confluent_kafka; print(confluent_kafka.__version__)'), librdkafka $("$VENV/bin/python" -c 'import confluent_kafka; print(confluent_kafka.libversion()[0])'))"
 printf '%s\n' "$VENV/bin/python"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: formatting, lints, unit and property tests, the
-# Prometheus alerting rules (promtool), then the end-to-end suites against a real
-# Kafka-compatible broker (Tansu) and a real InfluxDB 1.6.7.
+# Prometheus alerting rules (promtool), the Helm chart and container image checks, then the
+# end-to-end suites against a real Kafka-compatible broker (Tansu) and a real InfluxDB 1.6.7.
 # Installs what it needs (Debian packages, PyPI wheels, crates) and stops the services it started.
 #
 #   scripts/test.sh                 everything
@@ -39,6 +39,9 @@ export KIS_SINK_BIN=$REPO_ROOT/target/debug/kafka-influx-sink
 
 step "python environment"
 PYTHON=$(scripts/python-env.sh)
+
+step "Helm chart and container image (tests/helm: render and lint with the Helm SDK, Kubernetes and CRD schemas, promtool, check-config, hadolint)"
+"$PYTHON" -m pytest tests/helm -p no:cacheprovider -q
 
 step "service stack (Tansu, InfluxDB 1.6.7)"
 started_stack=false

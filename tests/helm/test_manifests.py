@@ -208,12 +208,10 @@ def test_defaults_render_without_values():
 
 
 def test_readme_values_table_lists_every_documented_key():
-    # The section is drafted in helm/README-section.md and merged into README.md.
     readme = (CHART_DIR.parents[1] / "README.md").read_text()
-    if "## Kubernetes (Helm)" in readme:
-        section = readme.split("## Kubernetes (Helm)", 1)[1]
-    else:
-        section = (CHART_DIR.parent / "README-section.md").read_text()
+    assert "\n## Kubernetes (Helm)\n" in readme
+    # From its heading to the next section of the same level.
+    section = readme.split("\n## Kubernetes (Helm)\n", 1)[1].split("\n## ", 1)[0]
     table = {line.split("|")[1].strip().strip("`") for line in section.splitlines() if line.startswith("| `")}
     documented = {
         line.split()[2]
