@@ -318,6 +318,21 @@ class Bench:
         self.fetch_wait = ["--fetch-wait-ms", str(props.get("fetch.wait.max.ms", 500))]
 
     # helpers
+    def restart_stack(self) -> None:
+        """A fresh, empty broker (memory storage) and a restarted InfluxDB, as run.sh started them."""
+        if not self.a.stack_dir:
+            return
+        env = dict(os.environ)
+        for cmd in ("stop", "start"):
+            subprocess.run([str(REPO / "scripts" / "stack.sh"), cmd], env=env, check=True, cwd=REPO,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run_dir = Path(self.a.stack_dir) / "run"
+        self.tansu_pid = int((run_dir / "tansu.pid").read_text())
+        self.influx_pid = int((run_dir / "influxd.pid").read_text())
+        self.sampler.watch("tansu", self.tansu_pid)
+        self.sampler.watch("influxd", self.influx_pid)
+        kafka_admin.wait_ready(self.brokers, 60)
+
     def python(self, script: str) -> list[str]:
         return [self.a.python, str(HERE / script)]
 
@@ -753,6 +768,9 @@ class Bench:
             else:
                 continue
             if rate > 0:
+                # Each latency run on an empty broker: what earlier runs left in Tansu's memory
+                # storage never weighs on it.
+                self.restart_stack()
                 self.latency(lat, consumer, target, rate)
                 self.save()
         self.save()
@@ -874,12 +892,13 @@ def main() -> int:
     ap.add_argument("--tansu-pid", required=True)
     ap.add_argument("--influx-pid", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--stack-dir", help="KIS_STACK_DIR of the bench stack: restarted (emptied) before each latency run")
     ap.add_argument("--records", type=int, default=2_000_000)
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--generators", type=int, default=10_000)
     ap.add_argument("--concurrency", type=int, default=2, help="the sink's influxdb.write_concurrency")
     ap.add_argument("--latency-seconds", type=float, default=25.0)
-    ap.add_argument("--latency-low-rate", type=int, default=10000, help="records/s of the latency-low-* runs (0: none)")
+    ap.add_argument("--latency-low-rate", type=int, default=5000, help="records/s of the latency-low-* runs (0: none)")
     ap.add_argument("--latency-rate", type=int, help="records/s of every latency run (default: half the measured rate)")
     ap.add_argument("--drain-timeout", type=float, default=600.0)
     ap.add_argument("--stall-timeout", type=float, default=45.0, help="fail a run whose sink makes no progress this long")

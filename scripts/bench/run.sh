@@ -17,7 +17,7 @@
 #   raw sink run, e.g. "sink-discard-gz,baseline-discard,latency-sink*"; default all),
 #   BENCH_DIR (<repo>/target/bench), BENCH_KAFKA_PORT (29092), BENCH_INFLUX_PORT (28086),
 #   BENCH_METRICS_PORT (29464), BENCH_LATENCY_RATE (records/s of the latency runs; default half
-#   of each measured rate), BENCH_LATENCY_LOW_RATE (10000; 0 skips the latency-low-* runs),
+#   of each measured rate), BENCH_LATENCY_LOW_RATE (5000; 0 skips the latency-low-* runs),
 #   BENCH_SKIP_BUILD=1 (use the existing release binary).
 set -euo pipefail
 
@@ -70,10 +70,10 @@ say "running the benchmark; logs and results in $RUN_DIR"
     --sink "$SINK" --python "$PYTHON" \
     --brokers "127.0.0.1:$KIS_KAFKA_PORT" --influx "http://127.0.0.1:$KIS_INFLUX_PORT" \
     --tansu-pid "$tansu_pid" --influx-pid "$influx_pid" --metrics-port "$METRICS_PORT" \
-    --out "$RUN_DIR" \
+    --out "$RUN_DIR" --stack-dir "$KIS_STACK_DIR" \
     --records "${BENCH_RECORDS:-2000000}" --partitions "${BENCH_PARTITIONS:-12}" \
     --generators "${BENCH_GENERATORS:-10000}" --latency-seconds "${BENCH_LATENCY_SECONDS:-25}" \
-    --latency-low-rate "${BENCH_LATENCY_LOW_RATE:-10000}" \
+    --latency-low-rate "${BENCH_LATENCY_LOW_RATE:-5000}" \
     ${BENCH_ONLY:+--only "$BENCH_ONLY"} ${BENCH_LATENCY_RATE:+--latency-rate "$BENCH_LATENCY_RATE"} >"$RUN_DIR/report.txt" &
 driver_pid=$!
 wait "$driver_pid"
