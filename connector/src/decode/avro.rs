@@ -87,6 +87,9 @@ impl std::fmt::Debug for AvroReader {
 impl AvroReader {
     /// A reader for `writer`'s datums, resolved to `reader` when given.
     pub fn new(writer: ParsedSchema, reader: Option<ParsedSchema>) -> Result<Self, String> {
+        // Resolving a datum to the schema it was written with changes nothing but costs a map
+        // of field names per record; producers mostly write with the reader schema itself.
+        let reader = reader.filter(|reader| !same_schema(writer, *reader));
         let builder = GenericDatumReader::builder(writer.schema)
             .writer_schemata(writer.named.iter().collect())
             .map_err(|error| error.to_string())?;
@@ -120,6 +123,22 @@ impl AvroReader {
         }
         let mut path = String::new();
         to_json(value, &mut path)
+    }
+}
+
+/// Whether two schemas are the same in every respect resolution looks at (names, types,
+/// logical types, defaults, aliases), as apache-avro itself represents them. Schemas with
+/// references are never taken as the same: their named types would have to match too.
+fn same_schema(writer: ParsedSchema, reader: ParsedSchema) -> bool {
+    if !writer.named.is_empty() || !reader.named.is_empty() {
+        return false;
+    }
+    match (
+        serde_json::to_value(writer.schema),
+        serde_json::to_value(reader.schema),
+    ) {
+        (Ok(writer), Ok(reader)) => writer == reader,
+        _ => false,
     }
 }
 
@@ -294,6 +313,26 @@ mod tests {
                 value: "NaN".into()
             }
         );
+    }
+
+    #[test]
+    fn a_reader_schema_equal_to_the_writer_is_not_resolved_to() {
+        let generator = parsed(GENERATOR);
+        assert!(same_schema(generator, parsed(GENERATOR)));
+        // Same canonical form, but a logical type, a default or a doc differ: resolved.
+        let long = parsed(r#"{"type": "record", "name": "R", "fields": [{"name": "t", "type": "long"}]}"#);
+        let timestamp = parsed(
+            r#"{"type": "record", "name": "R", "fields": [{"name": "t", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}"#,
+        );
+        let defaulted = parsed(
+            r#"{"type": "record", "name": "R", "fields": [{"name": "t", "type": "long", "default": 0}]}"#,
+        );
+        assert!(!same_schema(long, timestamp));
+        assert!(!same_schema(long, defaulted));
+        let datum = generator_datum(generator.schema, 400.5);
+        let resolved = AvroReader::new(generator, Some(parsed(GENERATOR))).unwrap();
+        let plain = AvroReader::new(generator, None).unwrap();
+        assert_eq!(resolved.read(&datum).unwrap(), plain.read(&datum).unwrap());
     }
 
     /// A producer that adds an optional field, widens float to double and int to long keeps
