@@ -206,6 +206,10 @@ fn object(
 /// runs for every field of every record, the pointer only for the rare error message.
 fn push_pointer_token(path: &mut String, key: &str) {
     path.push('/');
+    if !key.bytes().any(|byte| byte == b'~' || byte == b'/') {
+        path.push_str(key);
+        return;
+    }
     for character in key.chars() {
         match character {
             '~' => path.push_str("~0"),
