@@ -480,6 +480,8 @@ class Bench:
                 t_committed = now
                 break
             time.sleep(0.05)
+        if status.get("git_sha"):
+            self.results["build"] = {"git_sha": status["git_sha"], "version": status.get("version")}
         if t_durable is None or t_first is None:
             raise RuntimeError(f"{name}: not drained within {self.a.drain_timeout}s: {json.dumps(status)[:2000]}")
         metrics = self.sink_metrics()
@@ -808,6 +810,8 @@ def report(results: dict) -> str:
     p = r.get("params", {})
     out.append(f"machine: {m.get('nproc')} cores, {m.get('cpu')}, {m.get('mem_gib')} GiB; "
                f"load average at start {' '.join(m.get('loadavg_at_start', []))}")
+    if r.get("build"):
+        out.append(f"sink build: {r['build'].get('version')} at git sha {r['build'].get('git_sha')}")
     out.append(f"data: {p.get('records'):,} simulator records, {p.get('partitions')} partitions, "
                f"{p.get('generators'):,} generators, uuid keys, CreateTime; write concurrency {p.get('concurrency')}")
     out.append("")
@@ -885,13 +889,13 @@ def report(results: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sink", required=True)
+    ap.add_argument("--sink")
     ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--brokers", required=True)
-    ap.add_argument("--influx", required=True)
-    ap.add_argument("--tansu-pid", required=True)
-    ap.add_argument("--influx-pid", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--brokers")
+    ap.add_argument("--influx")
+    ap.add_argument("--tansu-pid")
+    ap.add_argument("--influx-pid")
+    ap.add_argument("--out")
     ap.add_argument("--stack-dir", help="KIS_STACK_DIR of the bench stack: restarted (emptied) before each latency run")
     ap.add_argument("--records", type=int, default=2_000_000)
     ap.add_argument("--partitions", type=int, default=12)
@@ -909,6 +913,9 @@ def main() -> int:
     if args.report:
         print(report(json.loads(Path(args.report).read_text())))
         return 0
+    missing = [n for n in ("sink", "brokers", "influx", "tansu_pid", "influx_pid", "out") if not getattr(args, n)]
+    if missing:
+        ap.error("required: " + ", ".join("--" + n.replace("_", "-") for n in missing))
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
