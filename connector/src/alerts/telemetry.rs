@@ -69,18 +69,30 @@ pub struct GaugeReading<'a> {
     pub partition: i32,
 }
 
-/// What is known of a generator that has series.
+/// What is known of a generator that has series, with handles on its gauges: updating a
+/// known generator is two atomic stores, with no label built and no family looked up.
 #[derive(Debug)]
 struct Seen {
     timestamp_ns: i64,
     topic: String,
     partition: i32,
+    thresholds: Thresholds,
+    fuel: FloatGauge,
+    last_seen: FloatGauge,
 }
 
 #[derive(Debug)]
 struct Tracked {
     max_generators: usize,
     generators: HashMap<String, Seen>,
+}
+
+/// Sets a generator's fuel and last-seen gauges to `reading`.
+fn show_reading(seen: &Seen, reading: &GaugeReading<'_>) {
+    seen.fuel.set(reading.fuel);
+    // Seconds as a float, like Prometheus' own timestamp gauges; f64 keeps microseconds exact
+    // for the next centuries.
+    seen.last_seen.set(reading.timestamp_ns as f64 / 1e9);
 }
 
 /// The fuel alert metrics of one sink process.
@@ -168,26 +180,36 @@ impl AlertMetrics {
         };
         for reading in readings {
             match tracked.generators.get_mut(reading.generator) {
-                Some(seen) if seen.timestamp_ns > reading.timestamp_ns => continue,
+                Some(seen) if seen.timestamp_ns > reading.timestamp_ns => {}
                 Some(seen) => {
                     seen.timestamp_ns = reading.timestamp_ns;
                     seen.partition = reading.partition;
                     if seen.topic != reading.topic {
                         reading.topic.clone_into(&mut seen.topic);
                     }
+                    show_reading(seen, &reading);
+                    if seen.thresholds != reading.thresholds {
+                        seen.thresholds = reading.thresholds;
+                        self.show_thresholds(reading.generator, reading.thresholds);
+                    }
                 }
                 None => {
-                    tracked.generators.insert(
-                        reading.generator.to_owned(),
-                        Seen {
-                            timestamp_ns: reading.timestamp_ns,
-                            topic: reading.topic.to_owned(),
-                            partition: reading.partition,
-                        },
-                    );
+                    let labels = GeneratorLabels {
+                        generator: reading.generator.to_owned(),
+                    };
+                    let seen = Seen {
+                        timestamp_ns: reading.timestamp_ns,
+                        topic: reading.topic.to_owned(),
+                        partition: reading.partition,
+                        thresholds: reading.thresholds,
+                        fuel: self.fuel.get_or_create(&labels).clone(),
+                        last_seen: self.last_seen.get_or_create(&labels).clone(),
+                    };
+                    show_reading(&seen, &reading);
+                    self.show_thresholds(reading.generator, reading.thresholds);
+                    tracked.generators.insert(labels.generator, seen);
                 }
             }
-            self.show(&reading);
         }
         self.evict_past_cap(&mut tracked);
     }
@@ -216,23 +238,14 @@ impl AlertMetrics {
         }
     }
 
-    fn show(&self, reading: &GaugeReading<'_>) {
-        let generator = GeneratorLabels {
-            generator: reading.generator.to_owned(),
-        };
-        self.fuel.get_or_create(&generator).set(reading.fuel);
-        // Seconds as a float, like Prometheus' own timestamp gauges; f64 keeps microseconds
-        // exact for the next centuries.
-        self.last_seen
-            .get_or_create(&generator)
-            .set(reading.timestamp_ns as f64 / 1e9);
+    fn show_thresholds(&self, generator: &str, thresholds: Thresholds) {
         for level in Level::ALL {
             self.thresholds
                 .get_or_create(&ThresholdLabels {
-                    generator: generator.generator.clone(),
+                    generator: generator.to_owned(),
                     level: level.as_str(),
                 })
-                .set(reading.thresholds.get(level));
+                .set(thresholds.get(level));
         }
     }
 
@@ -349,6 +362,25 @@ mod tests {
                 "kis_generator_series_evicted_total 0",
             ]
         );
+    }
+
+    #[test]
+    fn changed_thresholds_of_a_known_generator_are_shown() {
+        let (registry, metrics) = metrics();
+        metrics.update([reading("g", 300.0, 10, 0)]);
+        let moved = GaugeReading {
+            thresholds: Thresholds::new(500.0, 50.0).unwrap(),
+            ..reading("g", 280.0, 11, 0)
+        };
+        metrics.update([moved]);
+        let text = render(&registry);
+        for line in [
+            "kis_generator_fuel_threshold{generator=\"g\",level=\"warn\"} 500.0",
+            "kis_generator_fuel_threshold{generator=\"g\",level=\"critical\"} 50.0",
+            "kis_generator_fuel{generator=\"g\"} 280.0",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 
     #[test]
