@@ -121,12 +121,19 @@ impl Batch {
         &mut self.lines
     }
 
-    /// Records that the line just encoded into [`Batch::line_buffer`] came from `message`.
-    pub fn add_point<M: Message>(&mut self, message: &M, now: Instant) {
+    /// Records that the line just encoded into [`Batch::line_buffer`] came from `message`,
+    /// whose headers are `headers` (`message.headers()`, which the caller has looked up
+    /// already: each lookup is a call into librdkafka).
+    pub fn add_point<M: Message>(
+        &mut self,
+        message: &M,
+        headers: Option<&M::Headers>,
+        now: Instant,
+    ) {
         let topic = self.topic_index(message.topic());
         let key = message.key().map(|key| self.keep(key));
         let value = message.payload().map(|value| self.keep(value));
-        let headers = crate::dead_letter::copy_headers(message);
+        let headers = crate::dead_letter::copy_headers(headers);
         self.line_ends.push(self.lines.len());
         self.line_sources.push(LineOrigin::Record(LineSource {
             topic,
@@ -480,7 +487,7 @@ mod tests {
         batch
             .line_buffer()
             .extend_from_slice(format!("m f=1 {}\n", message.offset()).as_bytes());
-        batch.add_point(message, now);
+        batch.add_point(message, message.headers(), now);
     }
 
     fn policy() -> BatchPolicy {
@@ -559,7 +566,8 @@ mod tests {
     fn full_by_bytes() {
         let mut batch = Batch::default();
         batch.line_buffer().extend(std::iter::repeat_n(b'x', 1024));
-        batch.add_point(&message("t", 0, 0), Instant::now());
+        let message = message("t", 0, 0);
+        batch.add_point(&message, message.headers(), Instant::now());
         assert!(batch.is_full(&policy()));
     }
 

@@ -55,10 +55,9 @@ pub struct DeadLetter {
     pub rejection: Rejection,
 }
 
-/// The headers of a consumed message, owned, in their original order.
-pub fn copy_headers<M: Message>(message: &M) -> Vec<(String, Option<Vec<u8>>)> {
-    message
-        .headers()
+/// The headers of a consumed message (`message.headers()`), owned, in their original order.
+pub fn copy_headers<H: Headers>(headers: Option<&H>) -> Vec<(String, Option<Vec<u8>>)> {
+    headers
         .map(|headers| {
             headers
                 .iter()
@@ -71,7 +70,7 @@ pub fn copy_headers<M: Message>(message: &M) -> Vec<(String, Option<Vec<u8>>)> {
 impl DeadLetter {
     /// Copies a consumed Kafka message and the reason it was rejected.
     pub fn from_message<M: Message>(message: &M, rejection: Rejection) -> Self {
-        let headers = copy_headers(message);
+        let headers = copy_headers(message.headers());
         Self {
             topic: message.topic().to_owned(),
             partition: message.partition(),

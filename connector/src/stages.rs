@@ -155,7 +155,9 @@ impl Stages {
         batch: &mut Batch,
         now: Instant,
     ) -> Result<(), Unencoded> {
-        let schema_header = message.headers().and_then(|headers| {
+        // One lookup: each is a call into librdkafka.
+        let message_headers = message.headers();
+        let schema_header = message_headers.and_then(|headers| {
             headers
                 .iter()
                 .find(|header| header.key == VALUE_SCHEMA_ID_HEADER)
@@ -181,7 +183,7 @@ impl Stages {
             }
             Err(DecodeFailure::Rejected(error)) => return Err(error.rejection().into()),
         };
-        let headers = RecordHeaders(message.headers());
+        let headers = RecordHeaders(message_headers);
         let kafka = KafkaContext {
             topic: message.topic(),
             partition: message.partition(),
@@ -196,7 +198,7 @@ impl Stages {
             .map_err(|error| error.rejection())?;
         line_protocol::encode(&point, batch.line_buffer())
             .map_err(|error| Unencoded::from(error.rejection()))?;
-        batch.add_point(message, now);
+        batch.add_point(message, message_headers, now);
         if let Some(alerts) = &self.alerts {
             add_fuel_reading(alerts, &point, message, batch);
         }

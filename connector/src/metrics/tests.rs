@@ -1,5 +1,6 @@
 use std::time::Instant;
 
+use rdkafka::Message as _;
 use rdkafka::message::{OwnedHeaders, OwnedMessage, Timestamp};
 
 use super::*;
@@ -32,7 +33,8 @@ fn batch() -> Batch {
     let ten_seconds_ago = (unix_now() * 1000.0) as i64 - 10_000;
     for offset in 0..2 {
         batch.line_buffer().extend_from_slice(b"m f=1 1\n");
-        batch.add_point(&message("t", 0, offset, ten_seconds_ago), now);
+        let message = message("t", 0, offset, ten_seconds_ago);
+        batch.add_point(&message, message.headers(), now);
     }
     batch.add_dead_letter(
         DeadLetter::from_message(
