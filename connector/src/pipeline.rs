@@ -294,6 +294,10 @@ impl Pipeline {
         // partitions are paused because of it.
         let mut blocked_since: Option<Instant> = None;
         let mut paused = false;
+        let mut linger_alarm = Alarm::new();
+        let mut pause_alarm = Alarm::new();
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             // Records held back while paused come first, in order, as long as there is room.
             if !self.held.is_empty() && !self.blocked() {
@@ -324,27 +328,27 @@ impl Pipeline {
                     resume_assignment(&self.consumer);
                 }
             }
-            let linger = if self.in_flight.has_room() {
+            linger_alarm.set(if self.in_flight.has_room() {
                 self.batch.deadline(&self.policy)
             } else {
                 None
-            };
-            let pause_at = if paused {
+            });
+            pause_alarm.set(if paused {
                 None
             } else {
                 blocked_since.map(|since| since + PAUSE_AFTER)
-            };
+            });
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Ok(()),
+                () = &mut cancelled => return Ok(()),
                 Some(completed) = self.in_flight.next_completed(), if !self.in_flight.is_empty() => {
                     self.complete(completed.map_err(Stop::TaskFailed)?);
                 }
-                () = sleep_until(linger) => self.dispatch(),
+                () = linger_alarm.ring() => self.dispatch(),
                 fetched = wait_for_schema(&mut self.schema_fetch), if self.schema_fetch.is_some() => {
                     self.learn_schema(fetched);
                 }
-                () = sleep_until(pause_at) => {
+                () = pause_alarm.ring() => {
                     paused = true;
                     let why = if self.schema_fetch.is_some() {
                         "waiting for a schema from the Schema Registry"
@@ -510,12 +514,21 @@ impl Pipeline {
         // A batch of a partition revoked meanwhile finishes after the rebalance callback removed
         // that partition's series (the callback runs on this task, inside `recv`): showing its
         // readings would bring back series this member no longer updates.
+        // Read once per batch; looking each reading up in librdkafka's list would copy its topic
+        // name into a C string every time.
         let assignment = self.consumer.assignment().ok();
+        let assigned: Option<Vec<(String, i32)>> = assignment.as_ref().map(|assignment| {
+            assignment
+                .elements()
+                .iter()
+                .map(|element| (element.topic().to_owned(), element.partition()))
+                .collect()
+        });
         metrics.update(batch.written_readings(refused).filter(|reading| {
-            assignment.as_ref().is_none_or(|assignment| {
-                assignment
-                    .find_partition(reading.topic, reading.partition)
-                    .is_some()
+            assigned.as_ref().is_none_or(|assigned| {
+                assigned.iter().any(|(topic, partition)| {
+                    *partition == reading.partition && topic == reading.topic
+                })
             })
         }));
     }
@@ -608,10 +621,40 @@ fn stop_on(invalid: InvalidRecord) -> InvalidRecord {
     invalid
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-        None => std::future::pending().await,
+/// A deadline kept across turns of the loop. The loop turns once per record; a fresh `sleep`
+/// each turn would insert a timer and wake the timer driver every time, so this one is reset
+/// only when its deadline changes.
+struct Alarm {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    deadline: Option<Instant>,
+}
+
+impl Alarm {
+    /// An alarm with no deadline: it never rings.
+    fn new() -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            deadline: None,
+        }
+    }
+
+    /// Rings at `deadline` (at once if it has passed), or never for `None`.
+    fn set(&mut self, deadline: Option<Instant>) {
+        if deadline != self.deadline {
+            if let Some(deadline) = deadline {
+                self.sleep.as_mut().reset(deadline.into());
+            }
+            self.deadline = deadline;
+        }
+    }
+
+    /// Waits until the deadline.
+    async fn ring(&mut self) {
+        if self.deadline.is_some() {
+            self.sleep.as_mut().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
