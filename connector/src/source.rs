@@ -33,6 +33,12 @@ use crate::secret::shown_property_value;
 /// Default cap on librdkafka's prefetch queue, in KiB (override with the property of that name).
 pub const DEFAULT_PREFETCH_KBYTES: &str = "16384";
 
+/// Default `fetch.queue.backoff.ms`: how long librdkafka waits before fetching again once the
+/// prefetch queue is at its cap. Its own default, 1000 ms, starves a consumer that drains a
+/// capped queue faster than that: draining a backlog, the sink sat idle most of the time and
+/// read 125,000 records/s; at 10 ms it read 195,000.
+pub const DEFAULT_FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
 /// Default interval of librdkafka's statistics (lag, end offsets), in milliseconds.
 pub const DEFAULT_STATISTICS_INTERVAL_MS: &str = "5000";
 
@@ -95,6 +101,9 @@ impl KafkaSettings {
             // ~100,000 generator records, far more than one batch.
             config.set("queued.max.messages.kbytes", DEFAULT_PREFETCH_KBYTES);
         }
+        if !self.properties.contains_key("fetch.queue.backoff.ms") {
+            config.set("fetch.queue.backoff.ms", DEFAULT_FETCH_QUEUE_BACKOFF_MS);
+        }
         config
             .set("group.id", &self.group_id)
             .set("enable.auto.offset.store", "false")
@@ -140,6 +149,7 @@ impl KafkaSettings {
             "max.poll.interval.ms",
             "fetch.min.bytes",
             "fetch.wait.max.ms",
+            "fetch.queue.backoff.ms",
             "queued.max.messages.kbytes",
             "partition.assignment.strategy",
             "group.instance.id",
@@ -405,14 +415,20 @@ mod tests {
             config.get("queued.max.messages.kbytes"),
             Some(DEFAULT_PREFETCH_KBYTES)
         );
+        assert_eq!(
+            config.get("fetch.queue.backoff.ms"),
+            Some(DEFAULT_FETCH_QUEUE_BACKOFF_MS)
+        );
         let mut custom = settings();
         custom
             .properties
             .insert("queued.max.messages.kbytes".into(), "1024".into());
-        assert_eq!(
-            custom.consumer_config().get("queued.max.messages.kbytes"),
-            Some("1024")
-        );
+        custom
+            .properties
+            .insert("fetch.queue.backoff.ms".into(), "500".into());
+        let custom = custom.consumer_config();
+        assert_eq!(custom.get("queued.max.messages.kbytes"), Some("1024"));
+        assert_eq!(custom.get("fetch.queue.backoff.ms"), Some("500"));
     }
 
     #[test]
