@@ -371,18 +371,41 @@ impl Pipeline {
                             Accepted::Taken => self.consumed.count(message.topic()),
                             Accepted::NeedsSchema(key) => self.hold_for_schema(message.detach(), key),
                         }
+                        self.take_ready(&mut last_receive_error)?;
                     }
-                    Err(error) => {
-                        // librdkafka recovers by itself (reconnects, rejoins); say so once per error.
-                        let text = error.to_string();
-                        if text != last_receive_error {
-                            warn!(error = text, "Kafka consumer error; librdkafka keeps retrying");
-                            last_receive_error = text;
-                        }
-                    }
+                    Err(error) => note_receive_error(&mut last_receive_error, &error),
                 },
             }
         }
+    }
+
+    /// Takes the records librdkafka already holds, up to [`READY_PER_TURN`], without a turn of
+    /// the loop for each: a turn polls every other branch too. Stops where reading must stop (a
+    /// full batch with no write slot, a record waiting for its schema) and at the first record
+    /// not there yet.
+    fn take_ready(&mut self, last_receive_error: &mut String) -> Result<(), Stop> {
+        let consumer = Arc::clone(&self.consumer);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        for _ in 0..READY_PER_TURN {
+            self.dispatch_if_full();
+            if self.blocked() {
+                break;
+            }
+            let mut next = std::pin::pin!(consumer.recv());
+            let message = match next.as_mut().poll(&mut context) {
+                std::task::Poll::Ready(Ok(message)) => message,
+                std::task::Poll::Ready(Err(error)) => {
+                    note_receive_error(last_receive_error, &error);
+                    break;
+                }
+                std::task::Poll::Pending => break,
+            };
+            match offer(&self.stages, &mut self.batch, &message)? {
+                Accepted::Taken => self.consumed.count(message.topic()),
+                Accepted::NeedsSchema(key) => self.hold_for_schema(message.detach(), key),
+            }
+        }
+        Ok(())
     }
 
     /// Lets go of held records whose partition was revoked while they waited, even if it was
@@ -662,6 +685,23 @@ impl Alarm {
 /// polling thread meanwhile, so it must stay well below `max.poll.interval.ms` and not stall the
 /// group's rebalance for long while InfluxDB is down.
 const MAX_REVOKE_WAIT: Duration = Duration::from_secs(5);
+
+/// Logs a consumer error once until another one comes: librdkafka recovers by itself
+/// (reconnects, rejoins).
+fn note_receive_error(last: &mut String, error: &rdkafka::error::KafkaError) {
+    let text = error.to_string();
+    if text != *last {
+        warn!(
+            error = text,
+            "Kafka consumer error; librdkafka keeps retrying"
+        );
+        *last = text;
+    }
+}
+
+/// Records taken from librdkafka's queue in one turn of the loop at most, so that completions,
+/// the linger deadline and shutdown are still looked at every few milliseconds.
+const READY_PER_TURN: usize = 1000;
 
 /// How long reading may wait for a free write slot before the partitions are paused.
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
