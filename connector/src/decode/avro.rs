@@ -324,7 +324,8 @@ mod tests {
         let generator = parsed(GENERATOR);
         assert!(same_schema(generator, parsed(GENERATOR)));
         // Same canonical form, but a logical type, a default or a doc differ: resolved.
-        let long = parsed(r#"{"type": "record", "name": "R", "fields": [{"name": "t", "type": "long"}]}"#);
+        let long =
+            parsed(r#"{"type": "record", "name": "R", "fields": [{"name": "t", "type": "long"}]}"#);
         let timestamp = parsed(
             r#"{"type": "record", "name": "R", "fields": [{"name": "t", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}"#,
         );
