@@ -9,6 +9,9 @@
 //!                                       watermark: longest durable prefix per partition → store → commit
 //! ```
 //! One `select!` waits for the next record, a batch finishing, the linger deadline or shutdown.
+//! When a record arrives, the ones librdkafka already holds are taken in the same turn (up to
+//! a thousand, stopping wherever reading must stop), so a backlog does not cost a turn of the
+//! `select!` per record.
 //! A full (or lingered) batch is dispatched to its own write task while there is room; batches
 //! finish in any order, and [`crate::watermark`] stores a partition's offset only up to the
 //! longest prefix of its batches that are all durable.
