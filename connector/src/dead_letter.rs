@@ -5,6 +5,7 @@
 //! acknowledged it; a dead-letter topic that cannot be written blocks the sink (retrying)
 //! instead of skipping the record.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -13,7 +14,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::kafka_events::KafkaEvents;
 use crate::reject::Rejection;
+use crate::source::ProducerEvents;
 use crate::write::Backoff;
 
 /// Header names, as Kafka Connect writes them.
@@ -160,7 +163,9 @@ pub enum DeadLetterError {
 
 /// Produces dead letters and waits for their acknowledgement.
 pub struct DeadLetterSink {
-    producer: FutureProducer,
+    producer: FutureProducer<ProducerEvents>,
+    /// The producer's connection reports, told when a broker acknowledges.
+    events: Arc<KafkaEvents>,
     topic_template: String,
     backoff: Backoff,
     /// Whether the last delivery round failed, so an outage is logged once.
@@ -169,9 +174,15 @@ pub struct DeadLetterSink {
 
 impl DeadLetterSink {
     /// A sink producing with `producer` to topics named by `topic_template`.
-    pub fn new(producer: FutureProducer, topic_template: String, backoff: Backoff) -> Self {
+    pub fn new(
+        producer: FutureProducer<ProducerEvents>,
+        events: Arc<KafkaEvents>,
+        topic_template: String,
+        backoff: Backoff,
+    ) -> Self {
         Self {
             producer,
+            events,
             topic_template,
             backoff,
             failing: AtomicBool::new(false),
@@ -221,7 +232,12 @@ impl DeadLetterSink {
                     Ok(future) => tokio::select! {
                         () = stop.cancelled() => return Err(DeadLetterError::Cancelled),
                         delivered = future => match delivered {
-                            Ok(Ok(_)) => Ok(()),
+                            Ok(Ok(_)) => {
+                                // A broker acknowledged: whatever connection trouble the
+                                // producer reported is over.
+                                self.events.connected();
+                                Ok(())
+                            }
                             Ok(Err((error, _))) => Err(error.to_string()),
                             Err(_) => Err("producer dropped the delivery".to_owned()),
                         },

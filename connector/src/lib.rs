@@ -55,6 +55,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod decode;
 pub mod inflight;
+pub mod kafka_events;
 pub mod line_protocol;
 pub mod logging;
 pub mod map;
@@ -67,6 +68,7 @@ pub mod simulate;
 pub mod source;
 pub mod stages;
 pub mod status;
+pub mod tls;
 pub mod watermark;
 pub mod write;
 

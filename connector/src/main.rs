@@ -147,6 +147,9 @@ fn main() -> ExitCode {
     };
     if let Command::CheckConfig(_) = cli.command {
         print!("{}", config.effective_toml());
+        for warning in &config.warnings {
+            eprintln!("warning: {warning}");
+        }
         eprintln!("configuration OK: {}", config_path.display());
         return ExitCode::SUCCESS;
     }

@@ -82,6 +82,11 @@ struct CauseLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -127,6 +132,7 @@ pub struct Telemetry {
     buffered_bytes: Gauge,
     in_flight_bytes: Gauge,
     registry_requests: Family<OutcomeLabels, Counter>,
+    kafka_client_errors: Family<KindLabels, Counter>,
     schema_cache: Family<ResultLabels, Counter>,
     lag: Family<PartitionLabels, Gauge>,
     committed_offset: Family<PartitionLabels, Gauge>,
@@ -138,6 +144,7 @@ pub struct Telemetry {
     alerts: AlertMetrics,
     joined: AtomicBool,
     influx_refusal: Mutex<Option<String>>,
+    kafka_refusal: Mutex<Option<String>>,
     registry_refusal: Mutex<Option<String>>,
     influx_error: Mutex<Option<TimedError>>,
     partitions: Mutex<Partitions>,
@@ -272,6 +279,12 @@ impl Telemetry {
             "Schema fetches from the Schema Registry, by outcome (ok, not_found, refused, error); each schema is fetched once and cached",
             Family::default(),
         );
+        let kafka_client_errors = register(
+            r,
+            "kafka_client_errors",
+            "Errors librdkafka reported for the Kafka connection, by kind (authentication, tls, unreachable, other); the log has one line per change",
+            Family::default(),
+        );
         let schema_cache = register(
             r,
             "schema_cache_lookups",
@@ -346,6 +359,7 @@ impl Telemetry {
             buffered_bytes,
             in_flight_bytes,
             registry_requests,
+            kafka_client_errors,
             schema_cache,
             lag,
             committed_offset,
@@ -357,6 +371,7 @@ impl Telemetry {
             alerts,
             joined: AtomicBool::new(false),
             influx_refusal: Mutex::new(None),
+            kafka_refusal: Mutex::new(None),
             registry_refusal: Mutex::new(None),
             influx_error: Mutex::new(None),
             partitions: Mutex::new(Partitions::default()),
@@ -670,8 +685,26 @@ impl Telemetry {
         }
     }
 
+    /// librdkafka reported an error of `kind` (see [`crate::kafka_events`]).
+    pub fn kafka_client_error(&self, kind: &'static str) {
+        self.kafka_client_errors
+            .get_or_create(&KindLabels { kind })
+            .inc();
+    }
+
+    /// Kafka refuses the sink (credentials, TLS) for a reason the operator must fix (`Some`),
+    /// or connects again (`None`).
+    pub fn set_kafka_refusal(&self, refusal: Option<String>) {
+        if let Ok(mut current) = self.kafka_refusal.lock() {
+            *current = refusal;
+        }
+    }
+
     /// `Ok` when ready, otherwise why not.
     pub fn readiness(&self) -> Result<(), String> {
+        if let Some(refusal) = self.kafka_refusal.lock().ok().and_then(|r| r.clone()) {
+            return Err(format!("Kafka: {refusal}"));
+        }
         if !self.joined.load(Ordering::Relaxed) {
             return Err("the Kafka consumer has not joined its group yet".into());
         }

@@ -47,10 +47,11 @@ use crate::config::Config;
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::decode::{CachedSchema, SchemaKey};
 use crate::inflight::{Completed, InFlight, TaskFailed};
+use crate::kafka_events::KafkaEvents;
 use crate::map::Mapping;
 use crate::metrics::{self, Telemetry};
 use crate::registry::{RegistryClient, RegistryError};
-use crate::source::{self, SourceConsumer};
+use crate::source::{self, ProducerEvents, SourceConsumer};
 pub use crate::stages::InvalidRecord;
 use crate::stages::{Accepted, Stages};
 use crate::write::InfluxWriter;
@@ -143,6 +144,9 @@ struct Pipeline {
 /// offsets are committed and the consumer leaves its group.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSummary, RunError> {
     let telemetry = Arc::new(Telemetry::new());
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
     if let Some(alerts) = &config.alerts {
         telemetry
             .alert_metrics()
@@ -169,7 +173,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         partitions_in_flight.clone(),
         config.shutdown_timeout.min(MAX_REVOKE_WAIT),
     )?);
-    let producer: FutureProducer = config.kafka.dead_letter_producer_config().create()?;
+    let producer_events = Arc::new(KafkaEvents::new(
+        "dead-letter producer",
+        telemetry.clone(),
+        false,
+        config.kafka.secret_values(),
+    ));
+    let producer: FutureProducer<ProducerEvents> = config
+        .kafka
+        .dead_letter_producer_config()
+        .create_with_context(ProducerEvents(producer_events.clone()))?;
     let writer = InfluxWriter::new(&config.influxdb, telemetry.clone())?;
     let registry = config
         .schema_registry
@@ -204,6 +217,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
     let writer_state = writer.clone();
     let dead_letters = Arc::new(DeadLetterSink::new(
         producer,
+        producer_events,
         config.dead_letter.topic_template.clone(),
         config.influxdb.backoff,
     ));
@@ -692,7 +706,26 @@ const MAX_REVOKE_WAIT: Duration = Duration::from_secs(5);
 /// Logs a consumer error once until another one comes: librdkafka recovers by itself
 /// (reconnects, rejoins).
 fn note_receive_error(last: &mut String, error: &rdkafka::error::KafkaError) {
+    use rdkafka::error::RDKafkaErrorCode as Code;
     let text = error.to_string();
+    // Connection trouble also arrives as a global error, which `kafka_events` reports once.
+    if matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::BrokerTransportFailure
+                | Code::AllBrokersDown
+                | Code::Resolve
+                | Code::Authentication
+                | Code::SaslAuthenticationFailed
+                | Code::SSL
+        )
+    ) {
+        debug!(
+            error = text,
+            "Kafka consumer error (reported by the client's error callback)"
+        );
+        return;
+    }
     if text != *last {
         warn!(
             error = text,

@@ -28,6 +28,7 @@ use tracing::{info, warn};
 use crate::decode::{CachedSchema, FetchedSchema, ParsedSchema, RegistrySchema, SchemaKey};
 use crate::metrics::Telemetry;
 use crate::secret::Secret;
+use crate::tls::{self, HttpTls, TransportFailure};
 use crate::write::Backoff;
 
 /// Longest chain of references followed, so a reference cycle cannot loop forever.
@@ -56,8 +57,8 @@ pub struct RegistrySettings {
     pub url: Url,
     /// Credentials.
     pub auth: RegistryAuth,
-    /// PEM bundle of extra CA certificates to trust.
-    pub ca_pem: Option<Vec<u8>>,
+    /// Trusted CAs and the client certificate.
+    pub tls: HttpTls,
     /// Timeout of one request.
     pub timeout: Duration,
     /// Retry delays.
@@ -125,11 +126,7 @@ impl RegistryClient {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             .user_agent(concat!("kafka-influx-sink/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &settings.ca_pem {
-            let certificates =
-                reqwest::Certificate::from_pem_bundle(pem).map_err(RegistryError::Client)?;
-            builder = builder.tls_certs_merge(certificates);
-        }
+        builder = settings.tls.apply(builder).map_err(RegistryError::Client)?;
         let http = builder.build().map_err(RegistryError::Client)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -309,13 +306,20 @@ impl RegistryClient {
             RegistryAuth::Bearer(token) => request.bearer_auth(token.expose()),
         };
         let response = request.send().await.map_err(|error| {
-            // reqwest's message names the URL, which carries no credentials.
-            Failure::Transient(format!("GET {}: {}", url.path(), error_chain(&error)))
+            let failure = TransportFailure::of(&error);
+            let message = format!("GET {}: {}", url.path(), failure.detail);
+            if failure.needs_action() {
+                Failure::Refused(format!(
+                    "{message} (TLS: the registry's certificate must be signed by a CA in the system roots or in schema_registry.ca_file, for its host name)"
+                ))
+            } else {
+                Failure::Transient(message)
+            }
         })?;
         let status = response.status();
         if status.is_success() {
             let body = response.bytes().await.map_err(|error| {
-                Failure::Transient(format!("GET {}: {}", url.path(), error_chain(&error)))
+                Failure::Transient(format!("GET {}: {}", url.path(), tls::describe(&error)))
             })?;
             return serde_json::from_slice::<SchemaResponse>(&body).map_err(|error| {
                 Failure::Transient(format!(
@@ -337,17 +341,6 @@ impl RegistryClient {
             _ => Failure::Transient(detail),
         })
     }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -441,7 +434,7 @@ mod tests {
                     username: "sink".into(),
                     password: Secret::new(password),
                 },
-                ca_pem: None,
+                tls: HttpTls::default(),
                 timeout: Duration::from_secs(5),
                 backoff: Backoff {
                     initial: Duration::from_millis(5),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::batch::NextOffset;
 use crate::inflight::PartitionsInFlight;
+use crate::kafka_events::KafkaEvents;
 use crate::map::HeaderLookup;
 use crate::metrics::Telemetry;
 use crate::secret::shown_property_value;
@@ -81,6 +82,16 @@ impl std::fmt::Debug for KafkaSettings {
 }
 
 impl KafkaSettings {
+    /// The credential values among the properties (passwords, secrets, keys), which librdkafka's
+    /// own log lines must never show.
+    pub fn secret_values(&self) -> Vec<String> {
+        self.properties
+            .iter()
+            .filter(|(name, _)| crate::secret::is_secret_property(name))
+            .map(|(_, value)| value.clone())
+            .collect()
+    }
+
     /// Client configuration shared by the consumer and producers: brokers plus pass-through
     /// properties (security settings must reach every client).
     pub fn client_config(&self) -> ClientConfig {
@@ -176,6 +187,8 @@ pub struct SourceContext {
     revoke_wait: Duration,
     /// How often each partition was revoked from this member.
     revocations: Mutex<HashMap<(String, i32), u64>>,
+    /// librdkafka's log lines and errors, reported once per change.
+    events: KafkaEvents,
 }
 
 impl SourceContext {
@@ -191,8 +204,32 @@ impl SourceContext {
 }
 
 impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.events.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.events.error(&error, reason);
+    }
+
     fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        self.events.statistics(&statistics);
         self.telemetry.statistics(&statistics);
+    }
+}
+
+/// The dead-letter producer's context: its librdkafka log lines and errors, reported as the
+/// consumer's are (without gating readiness; dead-letter delivery reports its own failures).
+#[derive(Debug)]
+pub struct ProducerEvents(pub Arc<KafkaEvents>);
+
+impl ClientContext for ProducerEvents {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.0.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0.error(&error, reason);
     }
 }
 
@@ -248,6 +285,7 @@ impl ConsumerContext for SourceContext {
             .map(|assignment| assignment.count())
             .unwrap_or_default();
         if let Rebalance::Assign(partitions) = rebalance {
+            self.events.connected();
             self.telemetry.set_joined();
             self.telemetry
                 .partitions_assigned(&partition_keys(partitions), assigned);
@@ -321,6 +359,12 @@ pub fn subscribe(
         settings
             .consumer_config()
             .create_with_context(SourceContext {
+                events: KafkaEvents::new(
+                    "consumer",
+                    telemetry.clone(),
+                    true,
+                    settings.secret_values(),
+                ),
                 telemetry,
                 in_flight,
                 revoke_wait,

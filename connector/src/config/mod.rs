@@ -14,6 +14,7 @@
 //! configuration, so other `KIS_` variables (used by scripts) are left alone.
 
 mod alerts;
+mod kafka_security;
 mod mapping;
 pub mod raw;
 
@@ -33,6 +34,7 @@ use crate::map::Mapping;
 use crate::registry::{RegistryAuth, RegistrySettings};
 use crate::secret::Secret;
 use crate::source::KafkaSettings;
+use crate::tls::{ClientIdentity, HttpTls};
 use crate::write::{Backoff, InfluxApi, InfluxAuth, InfluxSettings};
 use raw::RawConfig;
 
@@ -166,6 +168,9 @@ pub struct Config {
     pub log: LogSettings,
     /// Longest graceful shutdown.
     pub shutdown_timeout: Duration,
+    /// Legal but risky settings (no TLS with SASL, unverified certificates), for
+    /// `check-config` and the start-up log.
+    pub warnings: Vec<String>,
     effective: RawConfig,
 }
 
@@ -281,11 +286,16 @@ fn env_value(value: String) -> toml::Value {
 }
 
 fn build(mut raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
-    let kafka = build_kafka(&raw)?;
+    let (kafka, mut warnings) = build_kafka(&mut raw, base_dir)?;
     let schema_registry = build_schema_registry(&mut raw, base_dir)?;
     let schema = build_schema(&raw, base_dir, schema_registry.is_some())?;
     let mapping = mapping::build(&mut raw.mapping)?;
     let influxdb = build_influxdb(&mut raw, base_dir)?;
+    if influxdb.tls.insecure_skip_verify {
+        warnings.push(
+            "influxdb.insecure_skip_verify = true: InfluxDB's TLS certificate is NOT checked, so anyone on the network path can read the credentials and alter the data; set influxdb.ca_file instead".into(),
+        );
+    }
     let batch = build_batch(&raw)?;
     let dead_letter = build_dead_letter(&raw, &kafka.topics)?;
     // After the mapping, which fills in the default measurement alert points must not share.
@@ -319,12 +329,16 @@ fn build(mut raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
         metrics_listen,
         log,
         shutdown_timeout: Duration::from_millis(raw.shutdown.timeout_ms),
+        warnings,
         effective: raw,
     })
 }
 
-fn build_kafka(raw: &RawConfig) -> Result<KafkaSettings, ConfigError> {
-    let kafka = &raw.kafka;
+fn build_kafka(
+    raw: &mut RawConfig,
+    base_dir: &Path,
+) -> Result<(KafkaSettings, Vec<String>), ConfigError> {
+    let kafka = &mut raw.kafka;
     let brokers = kafka.brokers.items();
     if brokers.is_empty() {
         return Err(invalid(
@@ -373,14 +387,16 @@ fn build_kafka(raw: &RawConfig) -> Result<KafkaSettings, ConfigError> {
         }
         properties.insert(name.clone(), value.as_text());
     }
-    Ok(KafkaSettings {
+    let warnings = kafka_security::apply(kafka, &mut properties, base_dir)?;
+    let settings = KafkaSettings {
         brokers,
         group_id: kafka.group_id.clone(),
         topics,
         auto_offset_reset: kafka.auto_offset_reset.clone(),
         commit_interval: Duration::from_millis(kafka.commit_interval_ms),
         properties,
-    })
+    };
+    Ok((settings, warnings))
 }
 
 fn check_topic_name(key: &str, topic: &str) -> Result<(), ConfigError> {
@@ -519,7 +535,9 @@ fn build_schema_registry(
             || registry.basic_auth_user_info_file.is_some()
             || registry.bearer_token.is_some()
             || registry.bearer_token_file.is_some()
-            || registry.ca_file.is_some();
+            || registry.ca_file.is_some()
+            || registry.client_certificate_file.is_some()
+            || registry.client_key_file.is_some();
         if set {
             return Err(invalid(
                 "schema_registry.url",
@@ -577,34 +595,17 @@ fn build_schema_registry(
         (None, Some(token)) => RegistryAuth::Bearer(token),
         (None, None) => RegistryAuth::None,
     };
-    let ca_pem = match &registry.ca_file {
-        None => None,
-        Some(file) => {
-            let key = "schema_registry.ca_file";
-            let path = resolve(base_dir, file);
-            let pem = std::fs::read(&path).map_err(|error| {
-                invalid(key, format!("cannot read {}: {error}", path.display()))
-            })?;
-            match reqwest::Certificate::from_pem_bundle(&pem) {
-                Ok(certificates) if !certificates.is_empty() => Some(pem),
-                Ok(_) => {
-                    return Err(invalid(
-                        key,
-                        format!("{} holds no PEM certificate", path.display()),
-                    ));
-                }
-                Err(error) => {
-                    return Err(invalid(
-                        key,
-                        format!(
-                            "{} is not a PEM certificate bundle: {error}",
-                            path.display()
-                        ),
-                    ));
-                }
-            }
-        }
-    };
+    let tls = build_http_tls(
+        "schema_registry",
+        &url,
+        TlsFiles {
+            ca_file: registry.ca_file.as_deref(),
+            client_certificate_file: registry.client_certificate_file.as_deref(),
+            client_key_file: registry.client_key_file.as_deref(),
+            insecure_skip_verify: false,
+        },
+        base_dir,
+    )?;
     for (name, value) in [
         ("schema_registry.timeout_ms", registry.timeout_ms),
         (
@@ -629,7 +630,7 @@ fn build_schema_registry(
     Ok(Some(RegistrySettings {
         url,
         auth,
-        ca_pem,
+        tls,
         timeout: Duration::from_millis(registry.timeout_ms),
         backoff: Backoff {
             initial: Duration::from_millis(registry.retry_initial_backoff_ms),
@@ -648,6 +649,108 @@ fn read_secret_file(key: &str, base_dir: &Path, file: &Path) -> Result<Secret, C
         return Err(invalid(key, format!("{} is empty", path.display())));
     }
     Ok(Secret::new(value))
+}
+
+/// The TLS files of one HTTPS client section, as configured.
+struct TlsFiles<'a> {
+    ca_file: Option<&'a Path>,
+    client_certificate_file: Option<&'a Path>,
+    client_key_file: Option<&'a Path>,
+    insecure_skip_verify: bool,
+}
+
+/// Reads and checks `<section>.ca_file`, `client_certificate_file` and `client_key_file`.
+/// They only mean something for an `https://` URL, so with `http://` they are an error rather
+/// than a silently unencrypted connection.
+fn build_http_tls(
+    section: &str,
+    url: &Url,
+    files: TlsFiles<'_>,
+    base_dir: &Path,
+) -> Result<HttpTls, ConfigError> {
+    let configured = files.ca_file.is_some()
+        || files.client_certificate_file.is_some()
+        || files.client_key_file.is_some()
+        || files.insecure_skip_verify;
+    if configured && url.scheme() != "https" {
+        return Err(invalid(
+            format!("{section}.url"),
+            format!(
+                "must be an https:// URL when {section}.ca_file, client_certificate_file, client_key_file or insecure_skip_verify is set (they would not be used)"
+            ),
+        ));
+    }
+    let ca_pem = match files.ca_file {
+        None => None,
+        Some(file) => {
+            let key = format!("{section}.ca_file");
+            let (path, pem) = read_bytes(&key, base_dir, file)?;
+            match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(certificates) if !certificates.is_empty() => Some(pem),
+                Ok(_) => {
+                    return Err(invalid(
+                        key,
+                        format!("{} holds no PEM certificate", path.display()),
+                    ));
+                }
+                Err(error) => {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "{} is not a PEM certificate bundle: {error}",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let client_identity = match (files.client_certificate_file, files.client_key_file) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(invalid(
+                format!("{section}.client_key_file"),
+                format!("is required when {section}.client_certificate_file is set"),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                format!("{section}.client_certificate_file"),
+                format!("is required when {section}.client_key_file is set"),
+            ));
+        }
+        (Some(certificate), Some(key_file)) => {
+            let certificate_key = format!("{section}.client_certificate_file");
+            let (certificate_path, certificate_pem) =
+                read_bytes(&certificate_key, base_dir, certificate)?;
+            let (key_path, key_pem) =
+                read_bytes(&format!("{section}.client_key_file"), base_dir, key_file)?;
+            Some(
+                ClientIdentity::from_pem(&certificate_pem, &key_pem).map_err(|error| {
+                    invalid(
+                        certificate_key,
+                        format!(
+                            "{} and {} are not a usable PEM certificate and private key: {error}",
+                            certificate_path.display(),
+                            key_path.display()
+                        ),
+                    )
+                })?,
+            )
+        }
+    };
+    Ok(HttpTls {
+        ca_pem,
+        client_identity,
+        insecure_skip_verify: files.insecure_skip_verify,
+    })
+}
+
+fn read_bytes(key: &str, base_dir: &Path, file: &Path) -> Result<(PathBuf, Vec<u8>), ConfigError> {
+    let path = resolve(base_dir, file);
+    let bytes = std::fs::read(&path)
+        .map_err(|error| invalid(key, format!("cannot read {}: {error}", path.display())))?;
+    Ok((path, bytes))
 }
 
 /// Resolves a secret given inline or as a file; both at once is ambiguous.
@@ -780,6 +883,17 @@ fn build_influxdb(raw: &mut RawConfig, base_dir: &Path) -> Result<InfluxSettings
         }
     };
     let (api, auth) = api;
+    let tls = build_http_tls(
+        "influxdb",
+        &url,
+        TlsFiles {
+            ca_file: influx.ca_file.as_deref(),
+            client_certificate_file: influx.client_certificate_file.as_deref(),
+            client_key_file: influx.client_key_file.as_deref(),
+            insecure_skip_verify: influx.insecure_skip_verify,
+        },
+        base_dir,
+    )?;
     if influx.timeout_ms == 0 {
         return Err(invalid("influxdb.timeout_ms", "must be at least 1"));
     }
@@ -814,6 +928,7 @@ fn build_influxdb(raw: &mut RawConfig, base_dir: &Path) -> Result<InfluxSettings
             initial: Duration::from_millis(influx.retry_initial_backoff_ms),
             max: Duration::from_millis(influx.retry_max_backoff_ms),
         },
+        tls,
     })
 }
 
@@ -893,6 +1008,8 @@ fn build_log(raw: &RawConfig) -> Result<LogSettings, ConfigError> {
 mod alerts_tests;
 #[cfg(test)]
 mod schema_tests;
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

@@ -65,6 +65,27 @@ pub struct RawKafka {
     /// How often durable offsets are committed, in milliseconds.
     #[serde(default = "default_commit_interval_ms", deserialize_with = "flexible")]
     pub commit_interval_ms: u64,
+    /// `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
+    pub security_protocol: Option<String>,
+    /// With `SASL_*`: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER`.
+    pub sasl_mechanism: Option<String>,
+    /// PLAIN and SCRAM: user name.
+    pub sasl_username: Option<String>,
+    /// PLAIN and SCRAM: password.
+    pub sasl_password: Option<Secret>,
+    /// PLAIN and SCRAM: file holding the password.
+    pub sasl_password_file: Option<PathBuf>,
+    /// With `SSL`/`SASL_SSL`: PEM file of the CA certificates that signed the brokers'
+    /// certificates (the system roots when unset).
+    pub ssl_ca_file: Option<PathBuf>,
+    /// With `SSL`/`SASL_SSL`: PEM file of the client certificate, for mutual TLS.
+    pub ssl_certificate_file: Option<PathBuf>,
+    /// With `SSL`/`SASL_SSL`: PEM file of the client certificate's private key.
+    pub ssl_key_file: Option<PathBuf>,
+    /// Password of an encrypted `ssl_key_file`.
+    pub ssl_key_password: Option<Secret>,
+    /// File holding the password of an encrypted `ssl_key_file`.
+    pub ssl_key_password_file: Option<PathBuf>,
     /// Extra librdkafka properties, passed through as they are.
     #[serde(default)]
     pub properties: Properties,
@@ -213,6 +234,10 @@ pub struct RawSchemaRegistry {
     pub bearer_token_file: Option<PathBuf>,
     /// PEM file of CA certificates to trust (in addition to the system roots).
     pub ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate (chain), for a registry that requires one.
+    pub client_certificate_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub client_key_file: Option<PathBuf>,
     /// Timeout of one request, in milliseconds.
     #[serde(default = "default_registry_timeout_ms", deserialize_with = "flexible")]
     pub timeout_ms: u64,
@@ -239,6 +264,8 @@ impl Default for RawSchemaRegistry {
             bearer_token: None,
             bearer_token_file: None,
             ca_file: None,
+            client_certificate_file: None,
+            client_key_file: None,
             timeout_ms: default_registry_timeout_ms(),
             retry_initial_backoff_ms: default_retry_initial_ms(),
             retry_max_backoff_ms: default_registry_retry_max_ms(),
@@ -475,6 +502,16 @@ pub struct RawInfluxDb {
     pub token: Option<Secret>,
     /// v2 and v3: file holding the API token.
     pub token_file: Option<PathBuf>,
+    /// HTTPS: PEM file of CA certificates to trust (in addition to the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// HTTPS: PEM file of the client certificate (chain), for a server that requires one.
+    pub client_certificate_file: Option<PathBuf>,
+    /// HTTPS: PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub client_key_file: Option<PathBuf>,
+    /// HTTPS: accept any server certificate. Insecure (credentials and data can be read and
+    /// altered on the way); logged as a warning at every start. Prefer `ca_file`.
+    #[serde(default, deserialize_with = "flexible")]
+    pub insecure_skip_verify: bool,
     /// Compress request bodies with gzip.
     #[serde(default = "default_true", deserialize_with = "flexible")]
     pub gzip: bool,

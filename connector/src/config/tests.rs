@@ -242,9 +242,11 @@ fn credential_properties_are_never_printed() {
     let config = parse_with(
         MINIMAL,
         &[
+            ("KIS_KAFKA__PROPERTIES__SECURITY_PROTOCOL", "SASL_SSL"),
+            ("KIS_KAFKA__PROPERTIES__SASL_MECHANISM", "SCRAM-SHA-512"),
             ("KIS_KAFKA__PROPERTIES__SASL_USERNAME", "sink"),
             ("KIS_KAFKA__PROPERTIES__SASL_PASSWORD", "kafka-s3cret"),
-            ("KIS_KAFKA__PROPERTIES__SSL_KEY_PASSWORD", "key-s3cret"),
+            ("KIS_KAFKA__PROPERTIES__SSL_KEYSTORE_PASSWORD", "key-s3cret"),
         ],
     )
     .unwrap();

@@ -19,6 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::metrics::{Telemetry, WriteResponse};
 use crate::secret::Secret;
+use crate::tls::{HttpTls, TransportFailure};
 
 pub mod isolate;
 pub mod policy;
@@ -108,6 +109,8 @@ pub struct InfluxSettings {
     pub write_concurrency: usize,
     /// Give up on a write failing for this long (stop and stay unready); `None`: never.
     pub give_up_after: Option<Duration>,
+    /// Trusted CAs, client certificate, and the explicit opt-out of verification.
+    pub tls: HttpTls,
 }
 
 /// Why a write stopped without succeeding.
@@ -155,11 +158,14 @@ pub struct InfluxWriter {
 impl InfluxWriter {
     /// A writer for the configured endpoint.
     pub fn new(settings: &InfluxSettings, telemetry: Arc<Telemetry>) -> Result<Self, WriteError> {
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("kafka-influx-sink/", env!("CARGO_PKG_VERSION")))
-            .build()
+            .user_agent(concat!("kafka-influx-sink/", env!("CARGO_PKG_VERSION")));
+        let client = settings
+            .tls
+            .apply(builder)
+            .and_then(reqwest::ClientBuilder::build)
             .map_err(WriteError::Client)?;
         Ok(Self {
             client,
@@ -237,6 +243,24 @@ impl InfluxWriter {
                         wait,
                         false,
                     );
+                    self.pause(wait, stop).await?;
+                    continue;
+                }
+                Disposition::Unreachable(failure) if failure.needs_action() => {
+                    let message = format!(
+                        "TLS: {}; InfluxDB's certificate must be signed by a CA in the system roots or in influxdb.ca_file, for the URL's host name",
+                        failure.detail
+                    );
+                    self.telemetry.set_influx_refusal(Some(message.clone()));
+                    let wait = self.backoff.delay(attempt);
+                    self.report_failure(attempt, failure.cause, &message, wait, true);
+                    self.pause(wait, stop).await?;
+                    continue;
+                }
+                Disposition::Unreachable(failure) => {
+                    let wait = self.backoff.delay(attempt);
+                    let message = format!("{} failed: {}", failure.cause, failure.detail);
+                    self.report_failure(attempt, failure.cause, &message, wait, false);
                     self.pause(wait, stop).await?;
                     continue;
                 }
@@ -347,18 +371,15 @@ impl InfluxWriter {
                 classify(status, &headers, &body, SystemTime::now())
             }
             Err(error) => {
-                let cause = if error.is_timeout() {
-                    "timeout"
-                } else if error.is_connect() {
-                    "connect"
+                let failure = TransportFailure::of(&error);
+                let outcome = if failure.cause == "transport" {
+                    "other"
                 } else {
-                    "transport"
+                    failure.cause
                 };
-                self.telemetry.write_attempted(
-                    started.elapsed(),
-                    WriteResponse::Failed(if cause == "transport" { "other" } else { cause }),
-                );
-                Disposition::Retry { cause, after: None }
+                self.telemetry
+                    .write_attempted(started.elapsed(), WriteResponse::Failed(outcome));
+                Disposition::Unreachable(failure)
             }
         }
     }

@@ -6,7 +6,9 @@
 //! | 400, 422 | `Rejected` | some or all lines refused (syntax, field-type conflict, outside retention): the rejected lines are isolated and dead-lettered, the rest rewritten |
 //! | 413 | `TooLarge` | the request is split in halves and retried; a single line that is still too large is dead-lettered |
 //! | 429, 503 | `Retry` | wait for `Retry-After` (seconds or HTTP date), else back off |
-//! | other 5xx, timeout, connection refused/reset | `Retry` | exponential backoff with jitter, no limit |
+//! | other 5xx | `Retry` | exponential backoff with jitter, no limit |
+//! | no answer: timeout, connection refused/reset | `Unreachable` | exponential backoff with jitter, no limit |
+//! | no answer: TLS (untrusted certificate, wrong host name) | `Unreachable` | as `Misconfigured`: unready, retried until fixed, nothing committed |
 //! | 401, 403, 404, other 4xx | `Misconfigured` | not a record problem (token, database, bucket): unready, retried until fixed, nothing committed |
 
 use std::time::{Duration, SystemTime};
@@ -15,6 +17,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use crate::reject::truncate_message;
+use crate::tls::TransportFailure;
 
 /// What to do after one write attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +26,7 @@ pub enum Disposition {
     Written,
     /// Transient failure; retry, after `after` when the server said so.
     Retry {
-        /// Metric label and log text: `throttled`, `unavailable`, `server_error`, `timeout`, `connect`, `transport`.
+        /// Metric label and log text: `throttled`, `unavailable`, `server_error`.
         cause: &'static str,
         /// The server's `Retry-After`.
         after: Option<Duration>,
@@ -46,6 +49,8 @@ pub enum Disposition {
         /// What InfluxDB said.
         message: String,
     },
+    /// No HTTP answer at all; a TLS failure needs the operator, the rest is transient.
+    Unreachable(TransportFailure),
 }
 
 /// Longest `Retry-After` honoured; a server asking for more is retried after this.

@@ -1,0 +1,193 @@
+//! TLS for the sink's HTTPS clients (InfluxDB, Schema Registry): which servers to trust, the
+//! client certificate to present, and how a TLS failure is told apart from a network one.
+//!
+//! Kafka's TLS is librdkafka's own and is configured through its properties (see
+//! [`crate::source::KafkaSettings`]).
+
+use std::error::Error as _;
+use std::fmt;
+
+/// A PEM client certificate chain with its private key, as reqwest takes it. `Debug` never
+/// shows the key.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pem: Vec<u8>,
+}
+
+impl ClientIdentity {
+    /// Checks that `certificate_pem` and `key_pem` together make a usable identity.
+    pub fn from_pem(certificate_pem: &[u8], key_pem: &[u8]) -> Result<Self, String> {
+        let mut pem = Vec::with_capacity(certificate_pem.len() + key_pem.len() + 1);
+        pem.extend_from_slice(certificate_pem);
+        if !pem.ends_with(b"\n") {
+            pem.push(b'\n');
+        }
+        pem.extend_from_slice(key_pem);
+        // reqwest's message names the PEM section at fault, never its content.
+        reqwest::Identity::from_pem(&pem).map_err(|error| describe(&error))?;
+        Ok(Self { pem })
+    }
+
+    fn identity(&self) -> Result<reqwest::Identity, reqwest::Error> {
+        reqwest::Identity::from_pem(&self.pem)
+    }
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(crate::secret::REDACTED)
+    }
+}
+
+/// How an HTTPS client checks its server and identifies itself.
+#[derive(Debug, Clone, Default)]
+pub struct HttpTls {
+    /// PEM bundle of CA certificates trusted in addition to the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate and key for servers that require one (mutual TLS).
+    pub client_identity: Option<ClientIdentity>,
+    /// Accept any server certificate. Only ever set by an explicit opt-in, which is logged.
+    pub insecure_skip_verify: bool,
+}
+
+impl HttpTls {
+    /// `builder` configured with these settings.
+    pub fn apply(
+        &self,
+        mut builder: reqwest::ClientBuilder,
+    ) -> Result<reqwest::ClientBuilder, reqwest::Error> {
+        if let Some(pem) = &self.ca_pem {
+            builder = builder.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem)?);
+        }
+        if let Some(identity) = &self.client_identity {
+            builder = builder.identity(identity.identity()?);
+        }
+        if self.insecure_skip_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        Ok(builder)
+    }
+
+    /// Whether any setting differs from the defaults (they only matter for `https://` URLs).
+    pub fn is_configured(&self) -> bool {
+        self.ca_pem.is_some() || self.client_identity.is_some() || self.insecure_skip_verify
+    }
+}
+
+/// A request that failed before any HTTP answer, described for an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportFailure {
+    /// `timeout`, `connect`, `tls` or `transport`, as in the metrics' `cause` label.
+    pub cause: &'static str,
+    /// The underlying reason, e.g. `Connection refused (os error 111)` or
+    /// `invalid peer certificate: UnknownIssuer`. Never contains the URL.
+    pub detail: String,
+}
+
+impl TransportFailure {
+    /// Classifies a reqwest error. A TLS failure (untrusted certificate, wrong host name,
+    /// handshake refused) needs the operator and is reported as `tls`; the rest is transient.
+    pub fn of(error: &reqwest::Error) -> Self {
+        let tls = tls_error(error);
+        let cause = if tls.is_some() {
+            "tls"
+        } else if error.is_timeout() {
+            "timeout"
+        } else if error.is_connect() {
+            "connect"
+        } else {
+            "transport"
+        };
+        let detail = match tls {
+            Some(tls) => tls.to_string(),
+            None => describe(error),
+        };
+        Self { cause, detail }
+    }
+
+    /// Whether the failure is one the operator must fix (TLS), rather than a transient one.
+    pub fn needs_action(&self) -> bool {
+        self.cause == "tls"
+    }
+}
+
+/// The rustls error behind `error`, if TLS is what failed.
+fn tls_error(error: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut source = error.source();
+    while let Some(current) = source {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        // `io::Error::source` skips the error it wraps, which is where hyper-rustls puts it.
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && let Some(tls) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls);
+        }
+        source = current.source();
+    }
+    None
+}
+
+/// The innermost reasons of `error`, joined, without reqwest's "error sending request for url
+/// (…)" preamble (so no URL, which keeps query strings out of logs).
+pub fn describe(error: &reqwest::Error) -> String {
+    let mut reasons: Vec<String> = Vec::new();
+    let mut source = error.source();
+    while let Some(current) = source {
+        let text = current.to_string();
+        // Wrappers repeat their inner error's text; keep each reason once.
+        if !reasons.iter().any(|seen| seen.contains(&text)) {
+            reasons.retain(|seen| !text.contains(seen.as_str()));
+            reasons.push(text);
+        }
+        source = current.source();
+    }
+    if reasons.is_empty() {
+        let text = error.to_string();
+        match error.url() {
+            Some(url) => text.replace(url.as_str(), "<url>"),
+            None => text,
+        }
+    } else {
+        reasons.join(": ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_identity_never_shows_the_key() {
+        let identity = ClientIdentity {
+            pem: b"-----BEGIN PRIVATE KEY-----\nsecret".to_vec(),
+        };
+        assert_eq!(format!("{identity:?}"), crate::secret::REDACTED);
+    }
+
+    #[test]
+    fn garbage_identity_is_refused_without_echoing_it() {
+        let error = ClientIdentity::from_pem(b"not a certificate", b"hunter2").unwrap_err();
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn refused_connections_are_transient_and_name_no_url() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let error = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/write?db=x&u=admin"))
+            .send()
+            .await
+            .unwrap_err();
+        let failure = TransportFailure::of(&error);
+        assert_eq!(failure.cause, "connect");
+        assert!(!failure.needs_action());
+        assert!(!failure.detail.contains("u=admin"), "{}", failure.detail);
+        assert!(!failure.detail.is_empty());
+    }
+}
