@@ -422,3 +422,74 @@ fn schema_registry_client_certificate() {
         .to_string();
     assert!(error.starts_with("schema_registry.url:"), "{error}");
 }
+
+/// Each file in `config/examples` passes `check-config` once its mounted files exist (the
+/// examples name absolute paths, which are re-rooted under a temporary directory here) and
+/// its secrets are set in the environment, as the file's comments say.
+#[test]
+fn shipped_security_examples_are_valid() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples");
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/testdata");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"/etc/", &format!("\"{}/etc/", root.path().display()));
+        for line in text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+        {
+            let Some((_, value)) = line.split_once(" = \"") else {
+                continue;
+            };
+            let file = Path::new(value.trim_end_matches('"'));
+            if !file.starts_with(root.path()) {
+                continue;
+            }
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            let name = file.file_name().unwrap().to_string_lossy();
+            if name.ends_with(".key") {
+                std::fs::copy(testdata.join("client.key"), file).unwrap();
+            } else if name.ends_with(".crt") {
+                std::fs::copy(testdata.join("client.pem"), file).unwrap();
+            } else {
+                std::fs::write(file, "s3cret\n").unwrap();
+            }
+        }
+        let env = [
+            ("KIS_KAFKA__SASL_USERNAME", "API_KEY"),
+            ("KIS_KAFKA__SASL_PASSWORD", "api-s3cret"),
+            ("KIS_INFLUXDB__TOKEN", "token-s3cret"),
+            (
+                "KIS_SCHEMA_REGISTRY__BASIC_AUTH_USER_INFO",
+                "reg:reg-s3cret",
+            ),
+        ];
+        // Only the variables a file's comments name apply to it.
+        let env: Vec<(&str, &str)> = env
+            .into_iter()
+            .filter(|(name, _)| text.contains(name))
+            .collect();
+        let config = parse_in(&text, root.path(), &env)
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        assert!(
+            config.warnings.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            config.warnings
+        );
+        let printed = config.effective_toml();
+        for (name, value) in &env {
+            if !name.ends_with("USERNAME") {
+                assert!(!printed.contains(value), "{}: {printed}", path.display());
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} examples found");
+}
