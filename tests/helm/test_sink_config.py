@@ -213,7 +213,7 @@ def test_schema_covers_every_key_the_sink_prints(sink_bin, tmp_path):
     prints every key it has a value for) but the schema lacks would be refused at install."""
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())["properties"]["config"]["properties"]
     chart_owned = {
-        "influxdb": {"token", "token_file", "password", "password_file"},
+        "influxdb": {"token", "token_file", "password", "password_file", "ca_file"},
         "schema_registry": {"basic_auth_user_info", "basic_auth_user_info_file", "bearer_token", "bearer_token_file", "ca_file"},
     }
     missing = []
@@ -245,6 +245,9 @@ def test_chart_keys_the_schema_refuses_in_config():
         {"config": {"metrics": {"listen": "0.0.0.0:1"}}},
         {"config": {"kafka": {"properties": {"sasl.password": "x"}}}},
         {"config": {"kafka": {"properties": {"security.protocol": "SSL"}}}},
+        {"config": {"influxdb": {"ca_file": "/x"}}},
+        {"config": {"kafka": {"sasl_password": "x"}}},
+        {"config": {"kafka": {"security_protocol": "SSL"}}},
     ]:
         with pytest.raises(Exception) as refused:
             render(bad)

@@ -77,6 +77,7 @@ the file's path under the secrets directory. Only entries that are set count.
 {{- $all := list
   (dict "id" "influxdb-token" "source" $v.influxdb.token "path" "influxdb/token")
   (dict "id" "influxdb-password" "source" $v.influxdb.password "path" "influxdb/password")
+  (dict "id" "influxdb-ca" "source" $v.influxdb.ca "path" "influxdb/ca.crt")
   (dict "id" "schema-registry-user-info" "source" $v.schemaRegistry.basicAuth "path" "schema-registry/user-info")
   (dict "id" "schema-registry-bearer-token" "source" $v.schemaRegistry.bearerToken "path" "schema-registry/bearer-token")
   (dict "id" "schema-registry-ca" "source" $v.schemaRegistry.ca "path" "schema-registry/ca.crt")
@@ -178,9 +179,9 @@ credential files, the Kafka security properties). Checks that the values fit tog
 {{- end -}}
 
 {{- /* Credentials never come through config: the chart mounts them and names the files. */ -}}
-{{- range $key := list "token" "token_file" "password" "password_file" -}}
+{{- range $key := list "token" "token_file" "password" "password_file" "ca_file" -}}
 {{- if hasKey $cfg.influxdb $key -}}
-{{- fail (printf "config.influxdb.%s: set credentials with influxdb.token / influxdb.password (existingSecret or value), never in the ConfigMap" $key) -}}
+{{- fail (printf "config.influxdb.%s: set it with influxdb.token / influxdb.password / influxdb.ca (existingSecret or value), never in the ConfigMap" $key) -}}
 {{- end -}}
 {{- end -}}
 {{- range $key := list "basic_auth_user_info" "basic_auth_user_info_file" "bearer_token" "bearer_token_file" "ca_file" -}}
@@ -195,6 +196,7 @@ credential files, the Kafka security properties). Checks that the values fit tog
 {{- $fileKeys := dict
   "influxdb-token" (list "influxdb" "token_file")
   "influxdb-password" (list "influxdb" "password_file")
+  "influxdb-ca" (list "influxdb" "ca_file")
   "schema-registry-user-info" (list "schema_registry" "basic_auth_user_info_file")
   "schema-registry-bearer-token" (list "schema_registry" "bearer_token_file")
   "schema-registry-ca" (list "schema_registry" "ca_file")
@@ -219,6 +221,11 @@ credential files, the Kafka security properties). Checks that the values fit tog
 {{- end -}}
 
 {{- /* Kafka security: properties librdkafka reads; the password arrives by environment. */ -}}
+{{- range $key := list "security_protocol" "sasl_mechanism" "sasl_username" "sasl_password" "sasl_password_file" "ssl_ca_file" "ssl_certificate_file" "ssl_key_file" "ssl_key_password" "ssl_key_password_file" -}}
+{{- if hasKey $cfg.kafka $key -}}
+{{- fail (printf "config.kafka.%s: set Kafka security with kafka.tls and kafka.authentication instead" $key) -}}
+{{- end -}}
+{{- end -}}
 {{- if not (hasKey $cfg.kafka "properties") -}}{{- $_ := set $cfg.kafka "properties" dict -}}{{- end -}}
 {{- $props := $cfg.kafka.properties -}}
 {{- $managed := list "security.protocol" "sasl.mechanism" "sasl.mechanisms" "sasl.username" "sasl.password" "ssl.certificate.location" "ssl.key.location" "ssl.key.password" "ssl.key.pem" "ssl.certificate.pem" "sasl.jaas.config" -}}
