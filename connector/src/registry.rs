@@ -310,7 +310,8 @@ impl RegistryClient {
             let message = format!("GET {}: {}", url.path(), failure.detail);
             if failure.needs_action() {
                 Failure::Refused(format!(
-                    "{message} (TLS: the registry's certificate must be signed by a CA in the system roots or in schema_registry.ca_file, for its host name)"
+                    "{message} (TLS: {})",
+                    tls::tls_advice(&failure.detail, "schema_registry")
                 ))
             } else {
                 Failure::Transient(message)

@@ -115,20 +115,40 @@ impl TransportFailure {
 fn tls_error(error: &reqwest::Error) -> Option<&rustls::Error> {
     let mut source = error.source();
     while let Some(current) = source {
-        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        // `io::Error::source` skips the error it wraps, which is where hyper-rustls puts it.
-        if let Some(io) = current.downcast_ref::<std::io::Error>()
-            && let Some(tls) = io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
+        if let Some(tls) = within_io_errors(current) {
             return Some(tls);
         }
         source = current.source();
     }
     None
+}
+
+/// `error` as a rustls error, looking through any number of `io::Error` wrappers:
+/// tokio-rustls wraps the handshake failure in one and hyper-rustls in another, and
+/// `io::Error::source` skips the error it wraps.
+fn within_io_errors<'a>(
+    mut error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
+    loop {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let inner = error.downcast_ref::<std::io::Error>()?.get_ref()?;
+        error = inner;
+    }
+}
+
+/// What to check for a TLS failure.
+pub fn tls_advice(detail: &str, section: &str) -> String {
+    if detail.contains("CertificateRequired") || detail.contains("certificate required") {
+        format!(
+            "the server requires a client certificate: set {section}.client_certificate_file and {section}.client_key_file"
+        )
+    } else {
+        format!(
+            "the server's certificate must be signed by a CA in the system roots or in {section}.ca_file, for the URL's host name"
+        )
+    }
 }
 
 /// The innermost reasons of `error`, joined, without reqwest's "error sending request for url
@@ -172,6 +192,30 @@ mod tests {
     fn garbage_identity_is_refused_without_echoing_it() {
         let error = ClientIdentity::from_pem(b"not a certificate", b"hunter2").unwrap_err();
         assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn rustls_errors_are_found_inside_nested_io_errors() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            tls.clone(),
+        ));
+        assert_eq!(within_io_errors(&wrapped), Some(&tls));
+        let plain = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(within_io_errors(&plain), None);
+    }
+
+    #[test]
+    fn advice_names_the_keys_to_check() {
+        assert!(
+            tls_advice("received fatal alert: CertificateRequired", "influxdb")
+                .contains("influxdb.client_certificate_file")
+        );
+        assert!(
+            tls_advice("invalid peer certificate: UnknownIssuer", "schema_registry")
+                .contains("schema_registry.ca_file")
+        );
     }
 
     #[tokio::test]

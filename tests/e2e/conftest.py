@@ -96,8 +96,9 @@ class InfluxError(AssertionError):
 class Influx:
     """Minimal InfluxDB 1.x /query client. Results come back with epoch=ms timestamps."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, verify: bool | str = True):
         self.url = url
+        self.verify = verify  # requests' `verify`: True, or a CA bundle for an https:// InfluxDB
 
     def _check(self, r: requests.Response, q: str) -> list[dict]:
         try:
@@ -113,7 +114,7 @@ class Influx:
         return results
 
     def command(self, q: str) -> None:
-        r = requests.post(f"{self.url}/query", data={"q": q}, timeout=30)
+        r = requests.post(f"{self.url}/query", data={"q": q}, timeout=30, verify=self.verify)
         self._check(r, q)
 
     def create_database(self, db: str) -> None:
@@ -124,7 +125,8 @@ class Influx:
 
     def query(self, db: str, q: str) -> list[dict]:
         """Rows of the first statement's first series as dicts (empty list when no series)."""
-        r = requests.get(f"{self.url}/query", params={"db": db, "q": q, "epoch": "ms"}, timeout=30)
+        r = requests.get(f"{self.url}/query", params={"db": db, "q": q, "epoch": "ms"}, timeout=30,
+                         verify=self.verify)
         results = self._check(r, q)
         series = results[0].get("series", []) if results else []
         rows = []
@@ -420,11 +422,21 @@ def free_port() -> int:
 class PrivateInflux:
     """An influxd of a test's own (the stack's InfluxDB 1.6.7 binary): config, data, WAL and log
     under `root`, loopback ports. With `auth=True` it runs with auth-enabled = true;
-    `create_first_admin()` then makes the admin user and returns a client logged in as it."""
+    `create_first_admin()` then makes the admin user and returns a client logged in as it.
 
-    def __init__(self, root: Path, *, auth: bool = False):
+    With `certificate` (a PEM file; `private_key` defaults to the same file) it serves HTTPS only
+    (`https-enabled = true`), and `url` is an https:// URL. `verify` is what the test's own clients
+    (the /ping wait, `create_first_admin()`, the returned `Influx`) trust: a PEM CA bundle, or
+    True for the system roots. `use_certificate()` swaps the certificate for the next start()
+    (data, WAL and meta directories stay), e.g. to restart the same server with another one."""
+
+    def __init__(self, root: Path, *, auth: bool = False, certificate: Path | None = None,
+                 private_key: Path | None = None, verify: bool | str | Path = True):
         self.root = root
         self.auth = auth
+        self.certificate = certificate
+        self.private_key = private_key
+        self.verify = str(verify) if isinstance(verify, Path) else verify
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self._log = None
@@ -433,11 +445,28 @@ class PrivateInflux:
             (root / d).mkdir(parents=True, exist_ok=True)
 
     @property
+    def https(self) -> bool:
+        return self.certificate is not None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.https else "http"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def use_certificate(self, certificate: Path | None, private_key: Path | None = None) -> None:
+        """The certificate (and key) the next start() serves; None: plain HTTP."""
+        assert self.proc is None or self.proc.poll() is not None, "stop influxd before changing its certificate"
+        self.certificate, self.private_key = certificate, private_key
 
     def _config(self, http_port: int) -> Path:
         path = self.root / f"influxdb-{http_port}.conf"
+        https = ""
+        if self.https:
+            https = (f'  https-enabled = true\n  https-certificate = "{self.certificate}"\n'
+                     f'  https-private-key = "{self.private_key or self.certificate}"\n')
         path.write_text(f"""\
 reporting-disabled = true
 reporting-enabled = false
@@ -460,42 +489,51 @@ bind-address = "127.0.0.1:{free_port()}"
   log-enabled = false
   pprof-enabled = false
   unix-socket-enabled = false
-[logging]
+{https}[logging]
   suppress-logo = true
   level = "warn"
 """)
         return path
 
     def start(self, http_port: int | None = None) -> str:
-        """Starts influxd on `http_port` (default: its own port); returns its URL once /ping answers."""
+        """Starts influxd on `http_port` (default: its own port); returns its URL once /ping answers
+        (over HTTPS, checked against `verify`)."""
         assert self.proc is None or self.proc.poll() is not None, "influxd already running"
         port = http_port or self.port
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(["influxd", "run", "-config", str(self._config(port))], stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
+        url = f"{self.scheme}://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
+        last = "no answer"
         while True:
             assert self.proc.poll() is None, f"influxd exited with {self.proc.returncode}; see {self.log_path}"
             try:
-                if requests.get(f"{url}/ping", timeout=1).status_code == 204:
+                r = requests.get(f"{url}/ping", timeout=1, verify=self.verify)
+                if r.status_code == 204:
                     return url
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"influxd did not answer /ping on {url} within 30 s"
+                last = f"HTTP {r.status_code}"
+            except requests.RequestException as exc:
+                last = str(exc)
+            assert time.monotonic() < deadline, f"influxd did not answer /ping on {url} within 30 s: {last}"
             time.sleep(0.1)
+
+    def client(self, username: str | None = None, password: str | None = None) -> "Influx":
+        """An `Influx` client of this server (logged in when given credentials)."""
+        login = f"{username}:{password}@" if username is not None else ""
+        return Influx(f"{self.scheme}://{login}127.0.0.1:{self.port}", verify=self.verify)
 
     def create_first_admin(self) -> tuple["Influx", str]:
         """With auth enabled and no user yet, InfluxDB 1.x accepts exactly one statement without
         credentials: creating the first admin. Returns a client logged in as it, and its password."""
         assert self.auth, "create_first_admin needs auth=True"
         password = unique("admin-pw")
-        r = requests.post(f"{self.url}/query", timeout=10, data={
+        r = requests.post(f"{self.url}/query", timeout=10, verify=self.verify, data={
             "q": f"CREATE USER admin WITH PASSWORD '{password}' WITH ALL PRIVILEGES"})
         assert r.status_code == 200 and "error" not in r.text, r.text
-        r = requests.post(f"{self.url}/query", timeout=10, data={"q": "SHOW DATABASES"})
+        r = requests.post(f"{self.url}/query", timeout=10, verify=self.verify, data={"q": "SHOW DATABASES"})
         assert r.status_code == 401, f"auth is not enabled: SHOW DATABASES without credentials answered {r.status_code}"
-        return Influx(f"http://admin:{password}@127.0.0.1:{self.port}"), password
+        return self.client("admin", password), password
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::metrics::{Telemetry, WriteResponse};
 use crate::secret::Secret;
-use crate::tls::{HttpTls, TransportFailure};
+use crate::tls::{HttpTls, TransportFailure, tls_advice};
 
 pub mod isolate;
 pub mod policy;
@@ -248,8 +248,9 @@ impl InfluxWriter {
                 }
                 Disposition::Unreachable(failure) if failure.needs_action() => {
                     let message = format!(
-                        "TLS: {}; InfluxDB's certificate must be signed by a CA in the system roots or in influxdb.ca_file, for the URL's host name",
-                        failure.detail
+                        "TLS: {}; {}",
+                        failure.detail,
+                        tls_advice(&failure.detail, "influxdb")
                     );
                     self.telemetry.set_influx_refusal(Some(message.clone()));
                     let wait = self.backoff.delay(attempt);
