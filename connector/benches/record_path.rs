@@ -10,6 +10,7 @@
 //! ```sh
 //! cargo bench --bench record_path                 # all of them
 //! cargo bench --bench record_path -- avro_sr      # one
+//! cargo bench --bench record_path -- avro         # both Avro cases
 //! ```
 
 use std::hint::black_box;
@@ -190,6 +191,22 @@ avro_schema_file = "../schemas/generator.avsc""#,
     bench_format(c, "avro_sr", &stages, &messages(&encoder));
 }
 
+/// Raw Avro datums (`format = "avro"`), read with the local schema: no framing, no registry.
+fn avro_raw(c: &mut Criterion) {
+    let config = config(
+        r#"format = "avro"
+avro_schema_file = "../schemas/generator.avsc""#,
+    );
+    let decoder = config
+        .schema
+        .decoder(false)
+        .unwrap_or_else(|error| panic!("decoder: {error}"));
+    let stages = stages(&config, decoder);
+    let encoder = Encoder::avro(&schema_text("generator.avsc"), "generator.avsc", None)
+        .expect("Avro encoder");
+    bench_format(c, "avro_raw", &stages, &messages(&encoder));
+}
+
 /// gzip of a full batch's line protocol, as the writer sends it with `influxdb.gzip = true`.
 fn gzip_batch(c: &mut Criterion) {
     let config = config(r#"json_schema_file = "../schemas/generator.schema.json""#);
@@ -204,5 +221,5 @@ fn gzip_batch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, json, json_sr, avro_sr, gzip_batch);
+criterion_group!(benches, json, json_sr, avro_sr, avro_raw, gzip_batch);
 criterion_main!(benches);

@@ -14,9 +14,11 @@
 //! [`DecodeFailure::NeedsSchema`]: not a bad record, just one that must wait.
 
 pub mod avro;
+mod avro_direct;
 pub mod framing;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::time::Instant;
 
 use serde_json::Value;
@@ -329,13 +331,99 @@ pub enum CachedSchema {
     Unusable(String),
 }
 
+/// Hashing for the schema lookups every framed record makes (registry ids and GUIDs, Avro
+/// fingerprints): SipHash of a 4-byte id costs more than the rest of the lookup, and these keys
+/// are not chosen freely (only keys the registry or the configuration produced are stored).
+/// The seed is random per map all the same, so colliding ids cannot be worked out in advance.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyHashing {
+    seed: u64,
+}
+
+impl Default for KeyHashing {
+    fn default() -> Self {
+        KeyHashing {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
+        }
+    }
+}
+
+impl BuildHasher for KeyHashing {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(self.seed)
+    }
+}
+
+/// The hasher [`KeyHashing`] builds: a multiply-rotate mix per word, and a full avalanche at
+/// the end, since the table takes its bucket from the low bits and its tags from the high ones.
+#[derive(Debug, Clone)]
+pub struct KeyHasher(u64);
+
+impl KeyHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0 ^ word)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(31);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            // The length keeps "ab" and "ab\0" apart.
+            self.mix(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u8(&mut self, value: u8) {
+        self.mix(u64::from(value));
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.mix(u64::from(value));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.mix(value);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.mix(value as u64);
+    }
+
+    fn write_isize(&mut self, value: isize) {
+        self.mix(value as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // MurmurHash3's finaliser.
+        let mut hash = self.0;
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        hash ^ (hash >> 33)
+    }
+}
+
 /// Local Avro schemas: the reader schema, and writer schemas by fingerprint.
 #[derive(Debug, Default)]
 pub struct LocalAvro {
     /// The reader schema (`schema.avro_schema_file`).
     pub reader: Option<ParsedSchema>,
     /// Readers for single-object encoding, by the writer's fingerprint wire bytes.
-    pub by_fingerprint: HashMap<[u8; 8], AvroReader>,
+    pub by_fingerprint: HashMap<[u8; 8], AvroReader, KeyHashing>,
     /// Reader for raw datums (the reader schema as its own writer).
     pub raw: Option<AvroReader>,
 }
@@ -377,7 +465,7 @@ pub struct Decoder {
     local_avro: LocalAvro,
     /// Without a registry, a Confluent-framed payload is read as JSON and validated locally.
     registry: bool,
-    schemas: HashMap<SchemaKey, CachedSchema>,
+    schemas: HashMap<SchemaKey, CachedSchema, KeyHashing>,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -403,7 +491,7 @@ impl Decoder {
             validate_registry_json_locally: false,
             local_avro: LocalAvro::default(),
             registry: false,
-            schemas: HashMap::new(),
+            schemas: HashMap::default(),
         })
     }
 

@@ -422,3 +422,37 @@ proptest! {
         prop_assert_eq!(decoded.value["fuel"].as_f64(), Some(fuel));
     }
 }
+
+/// The schema lookups' hasher keeps every kind of key apart and finds what was stored.
+#[test]
+fn schema_keys_hash_apart() {
+    let mut decoder = decoder(WireFormat::Auto).with_registry(false);
+    for id in 0..2000u32 {
+        decoder.learn(
+            SchemaKey::Id(id),
+            CachedSchema::Unusable(format!("id {id}")),
+        );
+    }
+    let guid = uuid::Uuid::from_u128(7);
+    decoder.learn(SchemaKey::Guid(guid), CachedSchema::Unusable("guid".into()));
+    for id in [0u32, 7, 1999] {
+        match decoder.schemas.get(&SchemaKey::Id(id)) {
+            Some(CachedSchema::Unusable(message)) => assert_eq!(message, &format!("id {id}")),
+            other => panic!("id {id}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        decoder.schemas.get(&SchemaKey::Guid(guid)),
+        Some(CachedSchema::Unusable(message)) if message == "guid"
+    ));
+    assert!(!decoder.schemas.contains_key(&SchemaKey::Id(2000)));
+    let hashing = KeyHashing::default();
+    let hash = |bytes: &[u8]| {
+        let mut hasher = hashing.build_hasher();
+        hasher.write(bytes);
+        hasher.finish()
+    };
+    assert_eq!(hash(b"ab"), hash(b"ab"));
+    assert_ne!(hash(b"ab"), hash(b"ab\0"));
+    assert_ne!(hash(&[0; 8]), hash(&[0; 16]));
+}
