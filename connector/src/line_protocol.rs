@@ -220,7 +220,7 @@ fn write_float(number: f64, out: &mut Vec<u8>) {
 /// `number`: the text (trailing zeros dropped) is the unique shortest one, which `Display`
 /// prints. Zero keeps the general path (`-0`).
 fn write_short_decimal(number: f64, out: &mut Vec<u8>) -> bool {
-    if number == 0.0 || !(number.abs() < SHORT_DECIMAL_LIMIT) {
+    if number == 0.0 || number.abs() >= SHORT_DECIMAL_LIMIT {
         return false;
     }
     let mut scale = 1.0;
@@ -596,7 +596,7 @@ mod tests {
             1013.25,
             0.0001,
             0.00015,
-            999_999_999.9999,
+            999_999_999.999_9,
             1e9,
             1e9 + 0.5,
             0.1 + 0.2,
