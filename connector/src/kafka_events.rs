@@ -210,8 +210,11 @@ impl KafkaEvents {
                 | RDKafkaLogLevel::Warning
         );
         // A broker failure arrives as a FAIL line and as a global error; `error` reports it.
-        let repeat = (serious && matches!(facility, "FAIL" | "ERROR")) || self.seen(&message);
-        if repeat || matches!(level, RDKafkaLogLevel::Debug) {
+        // Debug lines (librdkafka's `debug` contexts, thousands a second) are never remembered.
+        if matches!(level, RDKafkaLogLevel::Debug)
+            || (serious && matches!(facility, "FAIL" | "ERROR"))
+            || self.seen(&message)
+        {
             debug!(target: "librdkafka", client = self.client, facility, "{message}");
             return;
         }

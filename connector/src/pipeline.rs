@@ -47,7 +47,7 @@ use crate::config::Config;
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::decode::{CachedSchema, SchemaKey};
 use crate::inflight::{Completed, InFlight, TaskFailed};
-use crate::kafka_events::KafkaEvents;
+use crate::kafka_events::{KafkaEvents, Trouble};
 use crate::map::Mapping;
 use crate::metrics::{self, Telemetry};
 use crate::registry::{RegistryClient, RegistryError};
@@ -706,20 +706,9 @@ const MAX_REVOKE_WAIT: Duration = Duration::from_secs(5);
 /// Logs a consumer error once until another one comes: librdkafka recovers by itself
 /// (reconnects, rejoins).
 fn note_receive_error(last: &mut String, error: &rdkafka::error::KafkaError) {
-    use rdkafka::error::RDKafkaErrorCode as Code;
     let text = error.to_string();
     // Connection trouble also arrives as a global error, which `kafka_events` reports once.
-    if matches!(
-        error.rdkafka_error_code(),
-        Some(
-            Code::BrokerTransportFailure
-                | Code::AllBrokersDown
-                | Code::Resolve
-                | Code::Authentication
-                | Code::SaslAuthenticationFailed
-                | Code::SSL
-        )
-    ) {
+    if Trouble::of(error.rdkafka_error_code(), "") != Trouble::Other {
         debug!(
             error = text,
             "Kafka consumer error (reported by the client's error callback)"

@@ -308,13 +308,12 @@ impl RegistryClient {
         let response = request.send().await.map_err(|error| {
             let failure = TransportFailure::of(&error);
             let message = format!("GET {}: {}", url.path(), failure.detail);
-            if failure.needs_action() {
-                Failure::Refused(format!(
+            match failure.tls {
+                Some(trouble) => Failure::Refused(format!(
                     "{message} (TLS: {})",
-                    tls::tls_advice(&failure.detail, "schema_registry")
-                ))
-            } else {
-                Failure::Transient(message)
+                    trouble.advice("schema_registry")
+                )),
+                None => Failure::Transient(message),
             }
         })?;
         let status = response.status();

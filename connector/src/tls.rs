@@ -67,11 +67,6 @@ impl HttpTls {
         }
         Ok(builder)
     }
-
-    /// Whether any setting differs from the defaults (they only matter for `https://` URLs).
-    pub fn is_configured(&self) -> bool {
-        self.ca_pem.is_some() || self.client_identity.is_some() || self.insecure_skip_verify
-    }
 }
 
 /// A request that failed before any HTTP answer, described for an operator.
@@ -82,6 +77,41 @@ pub struct TransportFailure {
     /// The underlying reason, e.g. `Connection refused (os error 111)` or
     /// `invalid peer certificate: UnknownIssuer`. Never contains the URL.
     pub detail: String,
+    /// For a TLS failure, what it asks of the operator.
+    pub tls: Option<TlsTrouble>,
+}
+
+/// What a TLS failure asks of the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsTrouble {
+    /// The server wants a client certificate and the sink presented none.
+    ClientCertificateRequired,
+    /// The server's certificate is not trusted (unknown CA, another host name, expired), or
+    /// the handshake failed otherwise.
+    ServerNotTrusted,
+}
+
+impl TlsTrouble {
+    fn of(error: &rustls::Error) -> Self {
+        match error {
+            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) => {
+                Self::ClientCertificateRequired
+            }
+            _ => Self::ServerNotTrusted,
+        }
+    }
+
+    /// What to check, naming the keys of `section` (`influxdb`, `schema_registry`).
+    pub fn advice(self, section: &str) -> String {
+        match self {
+            Self::ClientCertificateRequired => format!(
+                "the server requires a client certificate: set {section}.client_certificate_file and {section}.client_key_file"
+            ),
+            Self::ServerNotTrusted => format!(
+                "the server's certificate must be signed by a CA in the system roots or in {section}.ca_file, for the URL's host name"
+            ),
+        }
+    }
 }
 
 impl TransportFailure {
@@ -102,12 +132,16 @@ impl TransportFailure {
             Some(tls) => tls.to_string(),
             None => describe(error),
         };
-        Self { cause, detail }
+        Self {
+            cause,
+            detail,
+            tls: tls.map(TlsTrouble::of),
+        }
     }
 
     /// Whether the failure is one the operator must fix (TLS), rather than a transient one.
     pub fn needs_action(&self) -> bool {
-        self.cause == "tls"
+        self.tls.is_some()
     }
 }
 
@@ -135,19 +169,6 @@ fn within_io_errors<'a>(
         }
         let inner = error.downcast_ref::<std::io::Error>()?.get_ref()?;
         error = inner;
-    }
-}
-
-/// What to check for a TLS failure.
-pub fn tls_advice(detail: &str, section: &str) -> String {
-    if detail.contains("CertificateRequired") || detail.contains("certificate required") {
-        format!(
-            "the server requires a client certificate: set {section}.client_certificate_file and {section}.client_key_file"
-        )
-    } else {
-        format!(
-            "the server's certificate must be signed by a CA in the system roots or in {section}.ca_file, for the URL's host name"
-        )
     }
 }
 
@@ -208,12 +229,16 @@ mod tests {
 
     #[test]
     fn advice_names_the_keys_to_check() {
+        let required = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
+        let untrusted = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
         assert!(
-            tls_advice("received fatal alert: CertificateRequired", "influxdb")
+            TlsTrouble::of(&required)
+                .advice("influxdb")
                 .contains("influxdb.client_certificate_file")
         );
         assert!(
-            tls_advice("invalid peer certificate: UnknownIssuer", "schema_registry")
+            TlsTrouble::of(&untrusted)
+                .advice("schema_registry")
                 .contains("schema_registry.ca_file")
         );
     }

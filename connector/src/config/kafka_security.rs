@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::raw::RawKafka;
-use super::{ConfigError, invalid, read_bytes, resolve, secret};
+use super::{ConfigError, invalid, read_bytes, secret};
 
 const PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 
@@ -33,60 +33,9 @@ pub(super) fn apply(
         "kafka.ssl_key_password",
         base_dir,
     )?;
-    // Each first-class key and the librdkafka properties it sets; setting both is ambiguous.
-    let first_class: [(&str, bool, &[&str]); 8] = [
-        (
-            "kafka.security_protocol",
-            kafka.security_protocol.is_some(),
-            &["security.protocol"],
-        ),
-        (
-            "kafka.sasl_mechanism",
-            kafka.sasl_mechanism.is_some(),
-            &["sasl.mechanism", "sasl.mechanisms"],
-        ),
-        (
-            "kafka.sasl_username",
-            kafka.sasl_username.is_some(),
-            &["sasl.username"],
-        ),
-        (
-            "kafka.sasl_password",
-            sasl_password.is_some(),
-            &["sasl.password"],
-        ),
-        (
-            "kafka.ssl_ca_file",
-            kafka.ssl_ca_file.is_some(),
-            &["ssl.ca.location", "ssl.ca.pem"],
-        ),
-        (
-            "kafka.ssl_certificate_file",
-            kafka.ssl_certificate_file.is_some(),
-            &["ssl.certificate.location", "ssl.certificate.pem"],
-        ),
-        (
-            "kafka.ssl_key_file",
-            kafka.ssl_key_file.is_some(),
-            &["ssl.key.location", "ssl.key.pem"],
-        ),
-        (
-            "kafka.ssl_key_password",
-            ssl_key_password.is_some(),
-            &["ssl.key.password"],
-        ),
-    ];
-    for (key, set, names) in first_class {
-        if let Some(name) = names.iter().find(|name| properties.contains_key(**name))
-            && set
-        {
-            return Err(invalid(
-                key,
-                format!("set either {key} or kafka.properties.\"{name}\", not both"),
-            ));
-        }
-    }
-
+    // Each first-class key that is set: the properties that mean the same (the first is the one
+    // it sets; setting one of them as well is ambiguous) and the value.
+    let mut set: Vec<(&str, &[&str], String)> = Vec::new();
     if let Some(protocol) = &kafka.security_protocol {
         let upper = protocol.trim().to_ascii_uppercase();
         if !PROTOCOLS.contains(&upper.as_str()) {
@@ -95,34 +44,43 @@ pub(super) fn apply(
                 format!("`{protocol}` is not one of {}", PROTOCOLS.join(", ")),
             ));
         }
-        properties.insert("security.protocol".into(), upper);
+        set.push(("kafka.security_protocol", &["security.protocol"], upper));
     }
     if let Some(mechanism) = &kafka.sasl_mechanism {
-        properties.insert(
-            "sasl.mechanism".into(),
+        set.push((
+            "kafka.sasl_mechanism",
+            &["sasl.mechanism", "sasl.mechanisms"],
             mechanism.trim().to_ascii_uppercase(),
-        );
+        ));
     }
     if let Some(username) = &kafka.sasl_username {
         if username.is_empty() {
             return Err(invalid("kafka.sasl_username", "must not be empty"));
         }
-        properties.insert("sasl.username".into(), username.clone());
+        set.push(("kafka.sasl_username", &["sasl.username"], username.clone()));
     }
     if let Some(password) = &sasl_password {
-        properties.insert("sasl.password".into(), password.expose().to_owned());
+        set.push((
+            "kafka.sasl_password",
+            &["sasl.password"],
+            password.expose().to_owned(),
+        ));
     }
-    for (key, file, property) in [
-        ("kafka.ssl_ca_file", &kafka.ssl_ca_file, "ssl.ca.location"),
+    for (key, file, properties) in [
+        (
+            "kafka.ssl_ca_file",
+            &kafka.ssl_ca_file,
+            &["ssl.ca.location", "ssl.ca.pem"],
+        ),
         (
             "kafka.ssl_certificate_file",
             &kafka.ssl_certificate_file,
-            "ssl.certificate.location",
+            &["ssl.certificate.location", "ssl.certificate.pem"],
         ),
         (
             "kafka.ssl_key_file",
             &kafka.ssl_key_file,
-            "ssl.key.location",
+            &["ssl.key.location", "ssl.key.pem"],
         ),
     ] {
         if let Some(file) = file {
@@ -134,14 +92,24 @@ pub(super) fn apply(
                 ));
             }
             // librdkafka reads the file itself, relative to its own working directory.
-            properties.insert(
-                property.into(),
-                resolve(base_dir, file).to_string_lossy().into_owned(),
-            );
+            set.push((key, properties, path.to_string_lossy().into_owned()));
         }
     }
     if let Some(password) = &ssl_key_password {
-        properties.insert("ssl.key.password".into(), password.expose().to_owned());
+        set.push((
+            "kafka.ssl_key_password",
+            &["ssl.key.password"],
+            password.expose().to_owned(),
+        ));
+    }
+    for (key, names, value) in set {
+        if let Some(name) = names.iter().find(|name| properties.contains_key(**name)) {
+            return Err(invalid(
+                key,
+                format!("set either {key} or kafka.properties.\"{name}\", not both"),
+            ));
+        }
+        properties.insert(names[0].to_owned(), value);
     }
     check_combination(properties)
 }

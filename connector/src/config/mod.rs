@@ -502,9 +502,16 @@ fn build_schema(
     Ok(settings)
 }
 
-fn read_file(key: &str, base_dir: &Path, file: &Path) -> Result<(PathBuf, String), ConfigError> {
+fn read_bytes(key: &str, base_dir: &Path, file: &Path) -> Result<(PathBuf, Vec<u8>), ConfigError> {
     let path = resolve(base_dir, file);
-    let text = std::fs::read_to_string(&path)
+    let bytes = std::fs::read(&path)
+        .map_err(|error| invalid(key, format!("cannot read {}: {error}", path.display())))?;
+    Ok((path, bytes))
+}
+
+fn read_file(key: &str, base_dir: &Path, file: &Path) -> Result<(PathBuf, String), ConfigError> {
+    let (path, bytes) = read_bytes(key, base_dir, file)?;
+    let text = String::from_utf8(bytes)
         .map_err(|error| invalid(key, format!("cannot read {}: {error}", path.display())))?;
     Ok((path, text))
 }
@@ -641,9 +648,7 @@ fn build_schema_registry(
 }
 
 fn read_secret_file(key: &str, base_dir: &Path, file: &Path) -> Result<Secret, ConfigError> {
-    let path = resolve(base_dir, file);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|error| invalid(key, format!("cannot read {}: {error}", path.display())))?;
+    let (path, text) = read_file(key, base_dir, file)?;
     let value = text.trim_end_matches(['\n', '\r']);
     if value.is_empty() {
         return Err(invalid(key, format!("{} is empty", path.display())));
@@ -744,13 +749,6 @@ fn build_http_tls(
         client_identity,
         insecure_skip_verify: files.insecure_skip_verify,
     })
-}
-
-fn read_bytes(key: &str, base_dir: &Path, file: &Path) -> Result<(PathBuf, Vec<u8>), ConfigError> {
-    let path = resolve(base_dir, file);
-    let bytes = std::fs::read(&path)
-        .map_err(|error| invalid(key, format!("cannot read {}: {error}", path.display())))?;
-    Ok((path, bytes))
 }
 
 /// Resolves a secret given inline or as a file; both at once is ambiguous.

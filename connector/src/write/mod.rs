@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::metrics::{Telemetry, WriteResponse};
 use crate::secret::Secret;
-use crate::tls::{HttpTls, TransportFailure, tls_advice};
+use crate::tls::{HttpTls, TransportFailure};
 
 pub mod isolate;
 pub mod policy;
@@ -246,15 +246,15 @@ impl InfluxWriter {
                     self.pause(wait, stop).await?;
                     continue;
                 }
-                Disposition::Unreachable(failure) if failure.needs_action() => {
-                    let message = format!(
-                        "TLS: {}; {}",
-                        failure.detail,
-                        tls_advice(&failure.detail, "influxdb")
-                    );
+                Disposition::Unreachable(TransportFailure {
+                    cause,
+                    detail,
+                    tls: Some(trouble),
+                }) => {
+                    let message = format!("TLS: {detail}; {}", trouble.advice("influxdb"));
                     self.telemetry.set_influx_refusal(Some(message.clone()));
                     let wait = self.backoff.delay(attempt);
-                    self.report_failure(attempt, failure.cause, &message, wait, true);
+                    self.report_failure(attempt, cause, &message, wait, true);
                     self.pause(wait, stop).await?;
                     continue;
                 }
