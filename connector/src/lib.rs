@@ -61,6 +61,7 @@ pub mod logging;
 pub mod map;
 pub mod metrics;
 pub mod pipeline;
+pub mod record;
 pub mod registry;
 pub mod reject;
 pub mod secret;

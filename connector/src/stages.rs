@@ -69,6 +69,10 @@ impl Stages {
         invalid_record_policy: InvalidRecordPolicy,
         telemetry: Arc<Telemetry>,
     ) -> Self {
+        let decoder = match mapping.flat_keys() {
+            Some(keys) => decoder.with_flat_keys(keys),
+            None => decoder,
+        };
         Self {
             decoder,
             mapping,
@@ -163,26 +167,6 @@ impl Stages {
                 .find(|header| header.key == VALUE_SCHEMA_ID_HEADER)
                 .and_then(|header| header.value)
         });
-        let decoded = match self
-            .decoder
-            .decode_with_header(message.payload(), schema_header)
-        {
-            Ok(decoded) => {
-                if decoded.schema.is_some() {
-                    self.schema_hits
-                        .get_or_init(|| self.telemetry.schema_lookup_counter(true))
-                        .inc();
-                }
-                decoded
-            }
-            Err(DecodeFailure::NeedsSchema(key)) => {
-                self.schema_misses
-                    .get_or_init(|| self.telemetry.schema_lookup_counter(false))
-                    .inc();
-                return Err(Unencoded::NeedsSchema(key));
-            }
-            Err(DecodeFailure::Rejected(error)) => return Err(error.rejection().into()),
-        };
         let headers = RecordHeaders(message_headers);
         let kafka = KafkaContext {
             topic: message.topic(),
@@ -192,10 +176,22 @@ impl Stages {
             key: message.key(),
             headers: &headers,
         };
-        let point = self
-            .mapping
-            .map(&decoded.value, kafka)
-            .map_err(|error| error.rejection())?;
+        // The fast path first; whatever it is not sure of is decoded, mapped and, if it must be,
+        // rejected the generic way.
+        let flat = self.decoder.read_flat(message.payload(), schema_header);
+        let flat_point = flat
+            .as_ref()
+            .and_then(|record| self.mapping.map(record, kafka).ok());
+        let generic;
+        let point = match flat_point {
+            Some(point) => point,
+            None => {
+                generic = self.decode(message.payload(), schema_header)?;
+                self.mapping
+                    .map(&generic, kafka)
+                    .map_err(|error| error.rejection())?
+            }
+        };
         line_protocol::encode(&point, batch.line_buffer())
             .map_err(|error| Unencoded::from(error.rejection()))?;
         batch.add_point(message, message_headers, now);
@@ -203,6 +199,33 @@ impl Stages {
             add_fuel_reading(alerts, &point, message, batch);
         }
         Ok(())
+    }
+}
+
+impl Stages {
+    /// Decodes a record value the generic way, counting registry schema cache lookups.
+    fn decode(
+        &self,
+        payload: Option<&[u8]>,
+        schema_header: Option<&[u8]>,
+    ) -> Result<serde_json::Value, Unencoded> {
+        match self.decoder.decode_with_header(payload, schema_header) {
+            Ok(decoded) => {
+                if decoded.schema.is_some() {
+                    self.schema_hits
+                        .get_or_init(|| self.telemetry.schema_lookup_counter(true))
+                        .inc();
+                }
+                Ok(decoded.value)
+            }
+            Err(DecodeFailure::NeedsSchema(key)) => {
+                self.schema_misses
+                    .get_or_init(|| self.telemetry.schema_lookup_counter(false))
+                    .inc();
+                Err(Unencoded::NeedsSchema(key))
+            }
+            Err(DecodeFailure::Rejected(error)) => Err(error.rejection().into()),
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod avro;
 mod avro_direct;
+pub mod flat;
 pub mod framing;
 
 use std::collections::HashMap;
@@ -24,7 +25,9 @@ use std::time::Instant;
 use serde_json::Value;
 
 pub use self::avro::{AvroError, AvroReader, ParsedSchema};
+use self::flat::{FlatLayout, FlatSchema};
 pub use self::framing::{Envelope, SchemaKey, VALUE_SCHEMA_ID_HEADER};
+use crate::record::FlatRecord;
 use crate::reject::{Rejection, Stage, truncate_message};
 
 /// How record values are framed.
@@ -461,6 +464,10 @@ impl LocalAvro {
 pub struct Decoder {
     format: WireFormat,
     local_json: Option<jsonschema::Validator>,
+    /// The local JSON Schema as per-key rules, when it is made only of those.
+    local_flat_schema: Option<FlatSchema>,
+    /// How plain JSON records are read on the fast path; `None`: always the generic way.
+    flat: Option<FlatLayout>,
     validate_registry_json_locally: bool,
     local_avro: LocalAvro,
     /// Without a registry, a Confluent-framed payload is read as JSON and validated locally.
@@ -473,6 +480,7 @@ impl std::fmt::Debug for Decoder {
         f.debug_struct("Decoder")
             .field("format", &self.format)
             .field("validates", &self.local_json.is_some())
+            .field("flat", &self.flat.is_some())
             .field("registry", &self.registry)
             .field("schemas", &self.schemas.len())
             .finish()
@@ -488,11 +496,45 @@ impl Decoder {
         Ok(Self {
             format,
             local_json,
+            local_flat_schema: schema.and_then(FlatSchema::compile),
+            flat: None,
             validate_registry_json_locally: false,
             local_avro: LocalAvro::default(),
             registry: false,
             schemas: HashMap::default(),
         })
+    }
+
+    /// Reads plain JSON records on the fast path ([`flat`]) for a mapping that reads
+    /// `mapping_keys` (see [`Mapping::flat_keys`](crate::map::Mapping::flat_keys)), when the
+    /// local JSON Schema, if any, compiles to per-key rules.
+    pub fn with_flat_keys(mut self, mapping_keys: Vec<String>) -> Self {
+        self.flat = match (&self.local_json, &self.local_flat_schema) {
+            (None, _) => FlatLayout::new(mapping_keys, None),
+            (Some(_), Some(schema)) => FlatLayout::new(mapping_keys, Some(schema)),
+            (Some(_), None) => None,
+        };
+        self
+    }
+
+    /// Whether plain JSON records are read on the fast path.
+    pub fn reads_flat(&self) -> bool {
+        self.flat.is_some()
+    }
+
+    /// Reads a plain JSON record on the fast path; `None` when it must be decoded the generic
+    /// way ([`Decoder::decode_with_header`]): another wire format, no fast path for this
+    /// mapping and schema, or a record the fast path is not sure of.
+    pub fn read_flat<'r>(
+        &'r self,
+        payload: Option<&'r [u8]>,
+        schema_header: Option<&[u8]>,
+    ) -> Option<FlatRecord<'r>> {
+        let layout = self.flat.as_ref()?;
+        match framing::parse(self.format, payload, schema_header).ok()? {
+            Envelope::Json(json) => layout.read(json),
+            _ => None,
+        }
     }
 
     /// Reads Avro with these local schemas.

@@ -22,9 +22,9 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::line_protocol::Point;
+use crate::record::{Fields, Scalar};
 
 pub use error::MapError;
 pub use path::{FieldPath, json_type};
@@ -279,8 +279,19 @@ impl Mapping {
         self.read_keys().iter().any(|read| read == key)
     }
 
-    /// The top-level keys the measurement, tags, fields and timestamp read, sorted.
-    fn read_keys(&self) -> Vec<String> {
+    /// The keys a flat record must be read for, when this mapping can map one: every path it
+    /// reads is a top-level key, and keys it does not read are ignored (`extra_fields =
+    /// "ignore"`). `None` when it needs the whole object.
+    pub fn flat_keys(&self) -> Option<Vec<String>> {
+        let flat = self.extra_fields == ExtraFields::Ignore
+            && self
+                .read_paths()
+                .all(|path| matches!(path, FieldPath::Key(_)));
+        flat.then(|| self.read_keys())
+    }
+
+    /// The paths the measurement, tags, fields and timestamp read.
+    fn read_paths(&self) -> impl Iterator<Item = &FieldPath> {
         let measurement = match &self.measurement {
             Measurement::Field(path) => Some(path),
             Measurement::Fixed(_) | Measurement::Template(_) => None,
@@ -289,32 +300,48 @@ impl Mapping {
             TagSource::Path(path) => Some(path),
             _ => None,
         });
-        let fields = self.fields.iter().map(|field| &field.path);
-        let mut keys: Vec<String> = measurement
+        measurement
             .into_iter()
             .chain(tags)
-            .chain(fields)
+            .chain(self.fields.iter().map(|field| &field.path))
             .chain(self.timestamp.path())
-            .map(FieldPath::top_level_key)
-            .collect();
+    }
+
+    /// The top-level keys the measurement, tags, fields and timestamp read, sorted.
+    fn read_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.read_paths().map(FieldPath::top_level_key).collect();
         keys.sort();
         keys.dedup();
         keys
     }
 
-    /// Maps one record consumed at `kafka`.
+    /// Maps one record consumed at `kafka`: a generic `&Value`, or a
+    /// [`FlatRecord`](crate::record::FlatRecord) read for [`Mapping::flat_keys`].
     pub fn map<'a>(
         &'a self,
-        record: &'a Value,
+        record: impl Fields<'a>,
         kafka: KafkaContext<'a>,
     ) -> Result<Point<'a>, MapError> {
-        let Some(object) = record.as_object() else {
-            return Err(MapError::NotAnObject {
-                found: json_type(record),
-            });
+        if let Some(found) = record.non_object() {
+            return Err(MapError::NotAnObject { found });
+        }
+        // Only a generic record has keys beyond the mapping's: `flat_keys` is `None` unless
+        // they are ignored.
+        let object = match (self.extra_fields, record.object()) {
+            (ExtraFields::Ignore, _) => None,
+            (_, Some(object)) => Some(object),
+            (_, None) => {
+                return Err(MapError::NotAnObject {
+                    found: "flat record",
+                });
+            }
         };
         if self.extra_fields == ExtraFields::Reject {
-            if let Some(key) = object.keys().find(|key| !self.is_known(key)) {
+            if let Some(key) = object
+                .into_iter()
+                .flat_map(|object| object.keys())
+                .find(|key| !self.is_known(key))
+            {
                 return Err(MapError::UnexpectedKey { key: key.clone() });
             }
         }
@@ -323,16 +350,12 @@ impl Mapping {
         for tag in &self.tags {
             tags.push((tag.name.as_str(), tag_value(tag, record, &kafka)?));
         }
-        let extra = if self.extra_fields == ExtraFields::Include {
-            object.len()
-        } else {
-            0
-        };
+        let extra = object.map_or(0, |object| object.len());
         let mut fields = Vec::with_capacity(self.fields.len() + extra);
         for field in &self.fields {
-            match field.path.lookup(record) {
-                None | Some(Value::Null) if field.optional => {}
-                None | Some(Value::Null) => {
+            match record.get(&field.path) {
+                None | Some(Scalar::Null) if field.optional => {}
+                None | Some(Scalar::Null) => {
                     return Err(MapError::MissingField {
                         path: field.path.to_string(),
                     });
@@ -343,7 +366,7 @@ impl Mapping {
                 )),
             }
         }
-        if self.extra_fields == ExtraFields::Include {
+        if let (ExtraFields::Include, Some(object)) = (self.extra_fields, object) {
             for (key, value) in object {
                 if self.is_known(key)
                     || self.names.binary_search(key).is_ok()
@@ -351,7 +374,7 @@ impl Mapping {
                 {
                     continue;
                 }
-                if let Some(value) = value::auto(value) {
+                if let Some(value) = value::auto(Scalar::of(value)) {
                     fields.push((key.as_str(), value));
                 }
             }
@@ -379,7 +402,7 @@ impl Mapping {
 
     fn measurement<'a>(
         &'a self,
-        record: &'a Value,
+        record: impl Fields<'a>,
         topic: &'a str,
     ) -> Result<Cow<'a, str>, MapError> {
         match &self.measurement {
@@ -391,8 +414,8 @@ impl Mapping {
             Measurement::Template(template) => {
                 Ok(Cow::Owned(template.replace(TOPIC_PLACEHOLDER, topic)))
             }
-            Measurement::Field(path) => match path.lookup(record) {
-                None | Some(Value::Null) => Err(MapError::MissingMeasurement {
+            Measurement::Field(path) => match record.get(path) {
+                None | Some(Scalar::Null) => Err(MapError::MissingMeasurement {
                     path: path.to_string(),
                 }),
                 Some(value) => value::scalar_text(value).map_err(|found| {
@@ -409,7 +432,7 @@ impl Mapping {
 /// A tag's value for one record.
 fn tag_value<'a>(
     tag: &'a Tag,
-    record: &'a Value,
+    record: impl Fields<'a>,
     kafka: &KafkaContext<'a>,
 ) -> Result<Cow<'a, str>, MapError> {
     let utf8 = |bytes: &'a [u8], origin: &dyn Fn() -> String| {
@@ -421,8 +444,8 @@ fn tag_value<'a>(
             })
     };
     match &tag.source {
-        TagSource::Path(path) => match path.lookup(record) {
-            None | Some(Value::Null) => Err(MapError::MissingTag {
+        TagSource::Path(path) => match record.get(path) {
+            None | Some(Scalar::Null) => Err(MapError::MissingTag {
                 path: path.to_string(),
             }),
             Some(value) => {

@@ -84,14 +84,7 @@ impl fmt::Display for FieldPath {
 
 /// The JSON type name of a value, for error messages.
 pub fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
+    crate::record::Scalar::of(value).json_type()
 }
 
 #[cfg(test)]

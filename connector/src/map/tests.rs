@@ -1,7 +1,7 @@
 use super::*;
 use crate::line_protocol::{self, FieldValue};
 use proptest::prelude::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn at(timestamp_ms: Option<i64>) -> KafkaContext<'static> {
     KafkaContext {
@@ -708,7 +708,7 @@ proptest! {
         let expected: Vec<(&String, FieldValue<'_>)> = object
             .iter()
             .filter(|(key, _)| !["src", "topic", "time"].contains(&key.as_str()))
-            .filter_map(|(key, value)| value::auto(value).map(|value| (key, value)))
+            .filter_map(|(key, value)| value::auto(crate::record::Scalar::of(value)).map(|value| (key, value)))
             .collect();
         let point = match mapping.map(&record, kafka) {
             Err(MapError::NoFields) => {

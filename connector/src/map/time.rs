@@ -1,9 +1,8 @@
 //! A point's timestamp: from Kafka or from the record, and the same-millisecond collision rule.
 
-use serde_json::Value;
-
 use super::error::MapError;
-use super::path::{FieldPath, json_type};
+use super::path::FieldPath;
+use crate::record::{Fields, Scalar};
 
 /// Unit of a numeric timestamp field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,9 +69,9 @@ impl TimestampSource {
     }
 
     /// The point's time in nanoseconds since the Unix epoch.
-    pub(super) fn timestamp_ns(
+    pub(super) fn timestamp_ns<'a>(
         &self,
-        record: &Value,
+        record: impl Fields<'a>,
         kafka_timestamp_ms: Option<i64>,
     ) -> Result<i64, MapError> {
         match self {
@@ -105,9 +104,9 @@ fn invalid(path: &FieldPath, reason: String) -> MapError {
     }
 }
 
-fn lookup<'v>(path: &FieldPath, record: &'v Value) -> Result<&'v Value, MapError> {
-    match path.lookup(record) {
-        None | Some(Value::Null) => Err(invalid(path, "missing from the record".into())),
+fn lookup<'a>(path: &FieldPath, record: impl Fields<'a>) -> Result<Scalar<'a>, MapError> {
+    match record.get(path) {
+        None | Some(Scalar::Null) => Err(invalid(path, "missing from the record".into())),
         Some(value) => Ok(value),
     }
 }
@@ -117,11 +116,11 @@ const MAX_MICROS: f64 = (i64::MAX / 1_000) as f64;
 /// 2^63: `i64::MAX as f64` rounds up to it, so it is an exclusive bound.
 const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
 
-fn numeric(value: &Value, unit: TimeUnit) -> Result<i64, String> {
-    let Value::Number(number) = value else {
+fn numeric(value: Scalar<'_>, unit: TimeUnit) -> Result<i64, String> {
+    let Scalar::Number(number) = value else {
         return Err(format!(
             "is a JSON {}, expected a number of {}",
-            json_type(value),
+            value.json_type(),
             unit_name(unit)
         ));
     };
@@ -172,11 +171,11 @@ fn unit_name(unit: TimeUnit) -> &'static str {
     }
 }
 
-fn rfc3339(value: &Value) -> Result<i64, String> {
-    let Value::String(text) = value else {
+fn rfc3339(value: Scalar<'_>) -> Result<i64, String> {
+    let Scalar::String(text) = value else {
         return Err(format!(
             "is a JSON {}, expected an RFC 3339 string such as 2026-11-25T05:00:00.123Z",
-            json_type(value)
+            value.json_type()
         ));
     };
     let timestamp: jiff::Timestamp = text.parse().map_err(|error| {
@@ -231,7 +230,7 @@ impl Collisions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn field(path: &str, unit: TimeUnit) -> TimestampSource {
         TimestampSource::Field {

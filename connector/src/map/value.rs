@@ -3,11 +3,12 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Number, Value};
+use serde_json::Number;
 
 use super::error::MapError;
-use super::path::{FieldPath, json_type};
+use super::path::FieldPath;
 use crate::line_protocol::FieldValue;
+use crate::record::Scalar;
 
 /// The line protocol type a field is written as (`type` in a field entry).
 ///
@@ -48,22 +49,22 @@ impl FieldType {
 
 /// Converts a present, non-null value to `kind`, or says why it cannot be.
 pub(super) fn coerce<'a>(
-    value: &'a Value,
+    value: Scalar<'a>,
     kind: FieldType,
     path: &FieldPath,
 ) -> Result<FieldValue<'a>, MapError> {
     let wrong_type = |expected: &'static str| MapError::WrongFieldType {
         path: path.to_string(),
         expected,
-        found: json_type(value),
+        found: value.json_type(),
     };
     match kind {
         FieldType::Float => match value {
-            Value::Number(number) => Ok(FieldValue::Float(as_float(number))),
+            Scalar::Number(number) => Ok(FieldValue::Float(as_float(number))),
             _ => Err(non_numeric(value, path)),
         },
         FieldType::Integer | FieldType::Unsigned => {
-            let Value::Number(number) = value else {
+            let Scalar::Number(number) = value else {
                 return Err(non_numeric(value, path));
             };
             let converted = if kind == FieldType::Integer {
@@ -82,13 +83,13 @@ pub(super) fn coerce<'a>(
             })
         }
         FieldType::Boolean => match value {
-            Value::Bool(flag) => Ok(FieldValue::Boolean(*flag)),
+            Scalar::Bool(flag) => Ok(FieldValue::Boolean(flag)),
             _ => Err(wrong_type("a boolean")),
         },
         FieldType::String => match value {
-            Value::String(text) => Ok(FieldValue::String(Cow::Borrowed(text))),
-            Value::Number(number) => Ok(FieldValue::String(Cow::Owned(number.to_string()))),
-            Value::Bool(flag) => Ok(FieldValue::String(Cow::Borrowed(bool_text(*flag)))),
+            Scalar::String(text) => Ok(FieldValue::String(Cow::Borrowed(text))),
+            Scalar::Number(number) => Ok(FieldValue::String(Cow::Owned(number.to_string()))),
+            Scalar::Bool(flag) => Ok(FieldValue::String(Cow::Borrowed(bool_text(flag)))),
             _ => Err(wrong_type("a string, number or boolean")),
         },
         FieldType::Auto => auto(value).ok_or_else(|| wrong_type("a number, boolean or string")),
@@ -97,23 +98,23 @@ pub(super) fn coerce<'a>(
 
 /// `auto` typing: number → float, boolean → boolean, string → string; anything else has no
 /// field value (extra fields skip it, a configured `auto` field rejects it).
-pub(super) fn auto(value: &Value) -> Option<FieldValue<'_>> {
+pub(super) fn auto(value: Scalar<'_>) -> Option<FieldValue<'_>> {
     match value {
-        Value::Number(number) => Some(FieldValue::Float(as_float(number))),
-        Value::Bool(flag) => Some(FieldValue::Boolean(*flag)),
-        Value::String(text) => Some(FieldValue::String(Cow::Borrowed(text))),
-        Value::Null | Value::Array(_) | Value::Object(_) => None,
+        Scalar::Number(number) => Some(FieldValue::Float(as_float(number))),
+        Scalar::Bool(flag) => Some(FieldValue::Boolean(flag)),
+        Scalar::String(text) => Some(FieldValue::String(Cow::Borrowed(text))),
+        Scalar::Null | Scalar::Array | Scalar::Object => None,
     }
 }
 
 /// The text of a scalar (a tag value, or a measurement taken from the record): strings as they
 /// are, numbers and booleans as their JSON text. `Err` carries the JSON type of anything else.
-pub(super) fn scalar_text(value: &Value) -> Result<Cow<'_, str>, &'static str> {
+pub(super) fn scalar_text(value: Scalar<'_>) -> Result<Cow<'_, str>, &'static str> {
     match value {
-        Value::String(text) => Ok(Cow::Borrowed(text)),
-        Value::Number(number) => Ok(Cow::Owned(number.to_string())),
-        Value::Bool(flag) => Ok(Cow::Borrowed(bool_text(*flag))),
-        other => Err(json_type(other)),
+        Scalar::String(text) => Ok(Cow::Borrowed(text)),
+        Scalar::Number(number) => Ok(Cow::Owned(number.to_string())),
+        Scalar::Bool(flag) => Ok(Cow::Borrowed(bool_text(flag))),
+        other => Err(other.json_type()),
     }
 }
 
@@ -121,10 +122,10 @@ fn bool_text(flag: bool) -> &'static str {
     if flag { "true" } else { "false" }
 }
 
-fn non_numeric(value: &Value, path: &FieldPath) -> MapError {
+fn non_numeric(value: Scalar<'_>, path: &FieldPath) -> MapError {
     MapError::NonNumericField {
         path: path.to_string(),
-        found: json_type(value),
+        found: value.json_type(),
     }
 }
 
@@ -166,11 +167,11 @@ fn as_unsigned(number: &Number) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn coerced(value: Value, kind: FieldType) -> Result<FieldValue<'static>, String> {
         let path = FieldPath::Key("x".into());
-        coerce(&value, kind, &path)
+        coerce(Scalar::of(&value), kind, &path)
             .map(|value| match value {
                 FieldValue::String(text) => FieldValue::String(Cow::Owned(text.into_owned())),
                 FieldValue::Float(v) => FieldValue::Float(v),
@@ -289,12 +290,15 @@ mod tests {
 
     #[test]
     fn scalar_text_and_auto() {
-        assert_eq!(scalar_text(&json!("a")), Ok(Cow::Borrowed("a")));
-        assert_eq!(scalar_text(&json!(2)), Ok(Cow::Borrowed("2")));
-        assert_eq!(scalar_text(&json!(true)), Ok(Cow::Borrowed("true")));
-        assert_eq!(scalar_text(&json!([])), Err("array"));
-        assert_eq!(auto(&json!(null)), None);
-        assert_eq!(auto(&json!({})), None);
+        assert_eq!(scalar_text(Scalar::of(&json!("a"))), Ok(Cow::Borrowed("a")));
+        assert_eq!(scalar_text(Scalar::of(&json!(2))), Ok(Cow::Borrowed("2")));
+        assert_eq!(
+            scalar_text(Scalar::of(&json!(true))),
+            Ok(Cow::Borrowed("true"))
+        );
+        assert_eq!(scalar_text(Scalar::of(&json!([]))), Err("array"));
+        assert_eq!(auto(Scalar::of(&json!(null))), None);
+        assert_eq!(auto(Scalar::of(&json!({}))), None);
     }
 
     #[test]

@@ -1,0 +1,403 @@
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::line_protocol;
+use crate::map::{
+    Field, FieldPath, FieldType, KafkaContext, Mapping, Measurement, NoHeaders, Tag, TagSource,
+    TimestampSource,
+};
+
+fn generator_schema() -> Value {
+    serde_json::from_str(include_str!("../../../../schemas/generator.schema.json")).unwrap()
+}
+
+fn layout(schema: &Value, keys: &[&str]) -> FlatLayout {
+    let schema = FlatSchema::compile(schema).expect("schema in the subset");
+    FlatLayout::new(
+        keys.iter().map(|key| (*key).to_owned()).collect(),
+        Some(&schema),
+    )
+    .expect("layout")
+}
+
+fn kafka() -> KafkaContext<'static> {
+    KafkaContext {
+        topic: "t",
+        partition: 0,
+        offset: 7,
+        timestamp_ms: Some(1_700_000_000_000),
+        key: None,
+        headers: &NoHeaders,
+    }
+}
+
+#[test]
+fn the_generator_schema_compiles_and_a_reading_reads_flat() {
+    let keys = [
+        "fuel",
+        "generatorID",
+        "lat",
+        "lon",
+        "pressure",
+        "temperature",
+    ];
+    let layout = layout(&generator_schema(), &keys);
+    let json = br#"{"generatorID":"g-1","lat":51.5,"lon":-0.12,"temperature":71.25,"pressure":1013,"fuel":42.5,"note":"x"}"#;
+    let record = layout.read(json).expect("flat");
+    assert_eq!(
+        record.slot("generatorID"),
+        Some(&Slot::String(Cow::Borrowed("g-1")))
+    );
+    assert_eq!(record.slot("pressure"), Some(&Slot::Number(1013.into())));
+    assert_eq!(record.slot("note"), None, "not read: ignored");
+}
+
+#[test]
+fn whatever_the_generic_path_must_judge_is_declined() {
+    let keys = [
+        "fuel",
+        "generatorID",
+        "lat",
+        "lon",
+        "pressure",
+        "temperature",
+    ];
+    let layout = layout(&generator_schema(), &keys);
+    let reading = |fuel: &str| {
+        format!(
+            r#"{{"generatorID":"g","lat":1,"lon":2,"temperature":3,"pressure":4,"fuel":{fuel}}}"#
+        )
+    };
+    assert!(layout.read(reading("5").as_bytes()).is_some());
+    for declined in [
+        reading("\"5\""),                       // wrong type
+        reading("null"),                        // null where a number is required
+        reading("5,\"fuel\":6"),                // a key twice
+        reading("5} trailing"),                 // not one JSON value
+        reading("5").replace("\"lat\":1,", ""), // a required key missing
+        "[1]".to_owned(),                       // not an object
+        "{\"generatorID\":".to_owned(),         // truncated
+    ] {
+        assert!(layout.read(declined.as_bytes()).is_none(), "{declined}");
+    }
+}
+
+#[test]
+fn escaped_strings_are_owned_and_unescaped() {
+    let layout = FlatLayout::new(vec!["id".into()], None).unwrap();
+    let record = layout.read(br#"{"id":"a\"b"}"#).unwrap();
+    assert_eq!(
+        record.slot("id"),
+        Some(&Slot::String(Cow::Owned("a\"b".into())))
+    );
+}
+
+#[test]
+fn additional_properties_false_also_binds_keys_only_the_mapping_reads() {
+    let schema = json!({
+        "type": "object",
+        "properties": {"a": {"type": "number"}},
+        "additionalProperties": false
+    });
+    let layout = layout(&schema, &["a", "b"]);
+    assert!(layout.read(br#"{"a":1}"#).is_some());
+    assert!(
+        layout.read(br#"{"a":1,"b":2}"#).is_none(),
+        "b is additional"
+    );
+    assert!(
+        layout.read(br#"{"a":1,"c":2}"#).is_none(),
+        "c is additional"
+    );
+}
+
+#[test]
+fn rules_check_bounds_lengths_and_string_enums() {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "n": {"type": "number", "minimum": 0, "exclusiveMaximum": 100},
+            "i": {"type": "integer", "maximum": 10},
+            "s": {"type": "string", "minLength": 2, "maxLength": 3},
+            "e": {"enum": ["on", "off"]}
+        }
+    });
+    let layout = layout(&schema, &["n"]);
+    for (json, flat) in [
+        (r#"{"n":0}"#, true),
+        (r#"{"n":-0.5}"#, false),
+        (r#"{"n":100}"#, false),
+        (r#"{"n":99.9}"#, true),
+        (r#"{"i":10}"#, true),
+        (r#"{"i":11}"#, false),
+        (r#"{"i":1.0}"#, false), // an integer to JSON Schema: the generic path decides
+        (r#"{"s":"éé"}"#, true), // two code points, four bytes
+        (r#"{"s":"a"}"#, false),
+        (r#"{"s":"abcd"}"#, false),
+        (r#"{"e":"on"}"#, true),
+        (r#"{"e":"no"}"#, false),
+        (r#"{"e":1}"#, false),
+        (r#"{}"#, true),                      // an enum'd key may be absent
+        (r#"{"n":9007199254740993}"#, false), // beyond 2^53: not compared approximately
+    ] {
+        assert_eq!(layout.read(json.as_bytes()).is_some(), flat, "{json}");
+    }
+}
+
+#[test]
+fn schemas_outside_the_subset_do_not_compile() {
+    for schema in [
+        json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "^x"}}}),
+        json!({"type": "object", "properties": {"a": {"type": "string", "format": "date-time"}}}),
+        json!({"type": "object", "properties": {"a": {"$ref": "#/definitions/x"}}}),
+        json!({"type": "object", "properties": {"a": {"type": "number", "exclusiveMinimum": true}}}),
+        json!({"type": "object", "properties": {"a": {"type": "number", "multipleOf": 2}}}),
+        json!({"type": "object", "properties": {"a": {"enum": ["x", 1]}}}),
+        json!({"type": "object", "properties": {"a": false}}),
+        json!({"type": "object", "allOf": [{"required": ["a"]}]}),
+        json!({"type": "object", "additionalProperties": {"type": "number"}}),
+        json!({"type": "object", "patternProperties": {"^x": {}}}),
+        json!({"type": "array"}),
+        json!({"type": "object", "properties": {"a": {"type": "number", "maximum": 18446744073709551615u64}}}),
+    ] {
+        assert_eq!(FlatSchema::compile(&schema), None, "{schema}");
+    }
+}
+
+#[test]
+fn the_generic_mapping_rules_apply_to_flat_records() {
+    let mapping = Mapping::new(
+        Measurement::Fixed("m".into()),
+        vec![Tag {
+            name: "id".into(),
+            source: TagSource::Path(FieldPath::Key("id".into())),
+        }],
+        vec![Field::new(
+            "v",
+            FieldPath::Key("v".into()),
+            FieldType::Integer,
+        )],
+        TimestampSource::Kafka,
+    );
+    let keys = mapping.flat_keys().expect("flat mapping");
+    let layout = FlatLayout::new(keys, None).unwrap();
+    let record = layout.read(br#"{"id":12,"v":1.5}"#).unwrap();
+    let error = mapping.map(&record, kafka()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "field `v` is 1.5, which is not a signed 64-bit integer"
+    );
+}
+
+// --- Property: the fast path agrees with the generic one. ---
+
+const KEYS: [&str; 5] = ["a", "b", "c", "d", "z"];
+
+fn rule() -> impl Strategy<Value = Value> {
+    let types = prop::sample::subsequence(
+        vec!["null", "boolean", "integer", "number", "string"],
+        3..=5,
+    );
+    let bound = prop_oneof![
+        Just(json!(0)),
+        Just(json!(-2.5)),
+        Just(json!(10)),
+        Just(json!(1e3))
+    ];
+    (
+        types,
+        prop::option::weighted(0.25, bound.clone()),
+        prop::option::weighted(0.25, bound.clone()),
+        prop::option::weighted(0.25, bound),
+        prop::option::weighted(0.25, 0u64..4),
+        prop::option::weighted(0.25, 0u64..4),
+        prop::bool::weighted(0.15),
+    )
+        .prop_map(|(types, min, max, xmin, min_len, max_len, enumerated)| {
+            let mut rule = serde_json::Map::new();
+            rule.insert("type".into(), json!(types));
+            if let Some(min) = min {
+                rule.insert("minimum".into(), min);
+            }
+            if let Some(max) = max {
+                rule.insert("maximum".into(), max);
+            }
+            if let Some(xmin) = xmin {
+                rule.insert("exclusiveMinimum".into(), xmin);
+            }
+            if let Some(min_len) = min_len {
+                rule.insert("minLength".into(), json!(min_len));
+            }
+            if let Some(max_len) = max_len {
+                rule.insert("maxLength".into(), json!(max_len));
+            }
+            if enumerated {
+                rule.insert("enum".into(), json!(["x", "yy", "é"]));
+            }
+            rule.insert("description".into(), json!("annotated"));
+            Value::Object(rule)
+        })
+}
+
+fn schema() -> impl Strategy<Value = Value> {
+    (
+        prop::collection::vec(prop::option::of(rule()), 4),
+        prop::sample::subsequence(KEYS.to_vec(), 0..=2),
+        prop::option::of(prop::bool::weighted(0.7)),
+    )
+        .prop_map(|(rules, required, additional)| {
+            let properties: serde_json::Map<String, Value> = KEYS
+                .iter()
+                .zip(rules)
+                .filter_map(|(key, rule)| rule.map(|rule| ((*key).to_owned(), rule)))
+                .collect();
+            let mut schema = json!({
+                "$schema": "http://json-schema.org/draft-07/schema#",
+                "type": "object",
+                "properties": properties,
+                "required": required,
+            });
+            if let Some(additional) = additional {
+                schema["additionalProperties"] = json!(additional);
+            }
+            schema
+        })
+}
+
+fn value_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("null".to_owned()),
+        Just("true".to_owned()),
+        Just("0".to_owned()),
+        Just("-0.0".to_owned()),
+        Just("1.0".to_owned()),
+        Just("10".to_owned()),
+        Just("-2.5".to_owned()),
+        Just("1000".to_owned()),
+        Just("1e3".to_owned()),
+        Just("9007199254740993".to_owned()),
+        Just("-9223372036854775808".to_owned()),
+        Just("18446744073709551615".to_owned()),
+        Just("1e300".to_owned()),
+        Just(r#""x""#.to_owned()),
+        Just(r#""yy""#.to_owned()),
+        Just(r#""é""#.to_owned()),
+        Just(r#""""#.to_owned()),
+        Just(r#""a\"b\\c""#.to_owned()),
+        Just(r#""\u00e9""#.to_owned()),
+        Just("[1,{\"k\":[]}]".to_owned()),
+        Just("{\"k\":1}".to_owned()),
+        (-1_000_000i64..1_000_000).prop_map(|n| n.to_string()),
+        (-1e6f64..1e6).prop_map(|f| format!("{f}")),
+    ]
+}
+
+/// JSON object text: each key at most once, now and then one repeated, cut short or followed
+/// by garbage.
+fn record_text() -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(prop::option::weighted(0.7, value_text()), KEYS.len()),
+        prop::option::weighted(0.05, (prop::sample::select(KEYS.to_vec()), value_text())),
+        prop::sample::select(vec!["", "", "", "", "", "", " \n", "x", "}"]),
+        prop::bool::weighted(0.03),
+    )
+        .prop_map(|(values, repeated, tail, cut)| {
+            let mut entries: Vec<String> = KEYS
+                .iter()
+                .zip(values)
+                .filter_map(|(key, value)| value.map(|value| format!("\"{key}\":{value}")))
+                .collect();
+            if let Some((key, value)) = repeated {
+                entries.push(format!("\"{key}\":{value}"));
+            }
+            let mut text = format!("{{{}}}{tail}", entries.join(","));
+            if cut {
+                let mut half = text.len() / 2;
+                while !text.is_char_boundary(half) {
+                    half -= 1;
+                }
+                text.truncate(half);
+            }
+            text
+        })
+}
+
+fn field_kind() -> impl Strategy<Value = FieldType> {
+    prop::sample::select(vec![
+        FieldType::Float,
+        FieldType::Integer,
+        FieldType::Unsigned,
+        FieldType::Boolean,
+        FieldType::String,
+        FieldType::Auto,
+    ])
+}
+
+fn mapping() -> impl Strategy<Value = Mapping> {
+    (
+        prop::collection::vec((field_kind(), prop::bool::weighted(0.8)), 3),
+        prop::bool::weighted(0.3),
+    )
+        .prop_map(|(kinds, tagged)| {
+            let tags = if tagged {
+                vec![Tag {
+                    name: "a".into(),
+                    source: TagSource::Path(FieldPath::Key("a".into())),
+                }]
+            } else {
+                Vec::new()
+            };
+            let fields = ["b", "c", "d"]
+                .iter()
+                .zip(kinds)
+                .map(|(key, (kind, optional))| Field {
+                    optional,
+                    ..Field::new(*key, FieldPath::Key((*key).into()), kind)
+                })
+                .collect();
+            Mapping::new(
+                Measurement::Fixed("m".into()),
+                tags,
+                fields,
+                TimestampSource::Kafka,
+            )
+        })
+}
+
+fn line(point: &line_protocol::Point<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Encoding errors (say, an empty tag value) are the same for both paths' points.
+    let _ = line_protocol::encode(point, &mut out);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8000))]
+
+    /// A record the fast path takes is valid under `jsonschema`, and maps to the same line as
+    /// its generic `Value` does.
+    #[test]
+    fn flat_records_are_valid_and_map_as_generic_ones(
+        schema in schema(),
+        mapping in mapping(),
+        text in record_text(),
+    ) {
+        let flat_schema = FlatSchema::compile(&schema);
+        prop_assert!(flat_schema.is_some(), "generated schemas are in the subset: {schema}");
+        let layout = FlatLayout::new(mapping.flat_keys().unwrap(), flat_schema.as_ref()).unwrap();
+        let Some(record) = layout.read(text.as_bytes()) else {
+            return Ok(());
+        };
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|error| TestCaseError::fail(format!("flat but not JSON: {text}: {error}")))?;
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        prop_assert!(validator.is_valid(&value), "flat but invalid: {text} under {schema}");
+        if let Ok(point) = mapping.map(&record, kafka()) {
+            let generic = mapping.map(&value, kafka());
+            prop_assert!(generic.is_ok(), "flat maps, generic refuses: {text}: {generic:?}");
+            let generic = generic.unwrap();
+            prop_assert_eq!(line(&point), line(&generic), "{}", text);
+        }
+    }
+}

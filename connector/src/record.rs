@@ -1,0 +1,147 @@
+//! What decoding hands to mapping: a record's values, seen the same way whether the record was
+//! parsed into a generic [`serde_json::Value`] or read flat into one slot per top-level key
+//! ([`crate::decode::flat`]). The mapping reads both through [`Fields`] and coerces one
+//! [`Scalar`] type, so the rules for tags, fields and timestamps exist once.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Number, Value};
+
+use crate::map::FieldPath;
+
+/// One value of a record as the mapping sees it. Arrays and objects are never written, so only
+/// their JSON type is kept (error messages name it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar<'a> {
+    /// JSON `null`.
+    Null,
+    /// A JSON boolean.
+    Bool(bool),
+    /// A JSON number.
+    Number(&'a Number),
+    /// A JSON string.
+    String(&'a str),
+    /// A JSON array.
+    Array,
+    /// A JSON object.
+    Object,
+}
+
+impl<'a> Scalar<'a> {
+    /// The view of a generic JSON value.
+    pub fn of(value: &'a Value) -> Self {
+        match value {
+            Value::Null => Scalar::Null,
+            Value::Bool(flag) => Scalar::Bool(*flag),
+            Value::Number(number) => Scalar::Number(number),
+            Value::String(text) => Scalar::String(text),
+            Value::Array(_) => Scalar::Array,
+            Value::Object(_) => Scalar::Object,
+        }
+    }
+
+    /// The JSON type's name, for error messages.
+    pub fn json_type(self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Bool(_) => "boolean",
+            Scalar::Number(_) => "number",
+            Scalar::String(_) => "string",
+            Scalar::Array => "array",
+            Scalar::Object => "object",
+        }
+    }
+}
+
+/// A decoded record, as the mapping reads it.
+pub trait Fields<'a>: Copy {
+    /// The record's JSON type when it is not an object (the mapping refuses those).
+    fn non_object(self) -> Option<&'static str>;
+
+    /// The value at `path`; `None` when it is absent.
+    fn get(self, path: &FieldPath) -> Option<Scalar<'a>>;
+
+    /// The whole object, for the keys the mapping does not name (`extra_fields`). A flat
+    /// record has none: it is only read for mappings that ignore such keys.
+    fn object(self) -> Option<&'a Map<String, Value>>;
+}
+
+impl<'a> Fields<'a> for &'a Value {
+    fn non_object(self) -> Option<&'static str> {
+        (!self.is_object()).then(|| Scalar::of(self).json_type())
+    }
+
+    fn get(self, path: &FieldPath) -> Option<Scalar<'a>> {
+        path.lookup(self).map(Scalar::of)
+    }
+
+    fn object(self) -> Option<&'a Map<String, Value>> {
+        self.as_object()
+    }
+}
+
+/// What a flat record holds for one key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Slot<'r> {
+    /// The key is not in the record.
+    Absent,
+    /// JSON `null`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A number.
+    Number(Number),
+    /// A string, borrowed from the payload unless it had escapes.
+    String(Cow<'r, str>),
+    /// An array (its content was checked as JSON and skipped).
+    Array,
+    /// An object (its content was checked as JSON and skipped).
+    Object,
+}
+
+/// A JSON object read flat: one [`Slot`] per key of a fixed list, the keys the mapping reads
+/// and the schema's checks name. Built by [`crate::decode::flat::FlatLayout::read`].
+#[derive(Debug)]
+pub struct FlatRecord<'r> {
+    keys: &'r [String],
+    slots: Vec<Slot<'r>>,
+}
+
+impl<'r> FlatRecord<'r> {
+    /// A record of `slots`, one per key of `keys`, in order.
+    pub fn new(keys: &'r [String], slots: Vec<Slot<'r>>) -> Self {
+        debug_assert_eq!(keys.len(), slots.len());
+        Self { keys, slots }
+    }
+
+    /// The slot of `key`, if the record was read for that key.
+    pub fn slot(&self, key: &str) -> Option<&Slot<'r>> {
+        let index = self.keys.iter().position(|known| known == key)?;
+        self.slots.get(index)
+    }
+}
+
+impl<'a, 'r: 'a> Fields<'a> for &'a FlatRecord<'r> {
+    fn non_object(self) -> Option<&'static str> {
+        None
+    }
+
+    fn get(self, path: &FieldPath) -> Option<Scalar<'a>> {
+        let FieldPath::Key(key) = path else {
+            return None;
+        };
+        match self.slot(key)? {
+            Slot::Absent => None,
+            Slot::Null => Some(Scalar::Null),
+            Slot::Bool(flag) => Some(Scalar::Bool(*flag)),
+            Slot::Number(number) => Some(Scalar::Number(number)),
+            Slot::String(text) => Some(Scalar::String(text)),
+            Slot::Array => Some(Scalar::Array),
+            Slot::Object => Some(Scalar::Object),
+        }
+    }
+
+    fn object(self) -> Option<&'a Map<String, Value>> {
+        None
+    }
+}
