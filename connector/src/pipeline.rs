@@ -51,7 +51,7 @@ use crate::kafka_events::{KafkaEvents, Trouble};
 use crate::map::Mapping;
 use crate::metrics::{self, Telemetry};
 use crate::registry::{RegistryClient, RegistryError};
-use crate::source::{self, ProducerEvents, SourceConsumer};
+use crate::source::{self, ProducerEvents, Received, SourceConsumer};
 pub use crate::stages::InvalidRecord;
 use crate::stages::{Accepted, Stages};
 use crate::write::InfluxWriter;
@@ -324,8 +324,9 @@ impl Pipeline {
                 let Some(held) = self.held.pop_front() else {
                     break;
                 };
-                match offer(&self.stages, &mut self.batch, &held.message)? {
-                    Accepted::Taken => self.consumed.count(held.message.topic()),
+                let received = Received::new(&held.message);
+                match offer(&self.stages, &mut self.batch, &received)? {
+                    Accepted::Taken => self.consumed.count(received.topic()),
                     Accepted::NeedsSchema(key) => {
                         self.held.push_front(held);
                         self.fetch_schema(key);
@@ -384,8 +385,9 @@ impl Pipeline {
                     }
                     Ok(message) => {
                         last_receive_error.clear();
-                        match offer(&self.stages, &mut self.batch, &message)? {
-                            Accepted::Taken => self.consumed.count(message.topic()),
+                        let received = Received::new(&message);
+                        match offer(&self.stages, &mut self.batch, &received)? {
+                            Accepted::Taken => self.consumed.count(received.topic()),
                             Accepted::NeedsSchema(key) => self.hold_for_schema(message.detach(), key),
                         }
                         self.take_ready(&mut last_receive_error)?;
@@ -417,8 +419,9 @@ impl Pipeline {
                 }
                 std::task::Poll::Pending => break,
             };
-            match offer(&self.stages, &mut self.batch, &message)? {
-                Accepted::Taken => self.consumed.count(message.topic()),
+            let received = Received::new(&message);
+            match offer(&self.stages, &mut self.batch, &received)? {
+                Accepted::Taken => self.consumed.count(received.topic()),
                 Accepted::NeedsSchema(key) => self.hold_for_schema(message.detach(), key),
             }
         }

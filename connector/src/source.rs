@@ -20,7 +20,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::Headers;
+use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
@@ -410,6 +410,61 @@ pub fn commit_stored(consumer: &SourceConsumer) -> KafkaResult<()> {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
         other => other,
+    }
+}
+
+/// A consumed message whose topic name is looked up once. For a message from librdkafka each
+/// `topic()` call fetches the name and checks it as UTF-8 again, and the stages, the batch and
+/// the consumed-records counter each ask for it.
+pub struct Received<'m, M> {
+    message: &'m M,
+    topic: &'m str,
+}
+
+impl<'m, M: Message> Received<'m, M> {
+    /// Wraps `message`, looking its topic up now.
+    pub fn new(message: &'m M) -> Self {
+        Self {
+            message,
+            topic: message.topic(),
+        }
+    }
+}
+
+impl<M: Message> Message for Received<'_, M> {
+    type Headers = M::Headers;
+
+    fn key(&self) -> Option<&[u8]> {
+        self.message.key()
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        self.message.payload()
+    }
+
+    /// Always `None`: the message is only borrowed, and the sink never changes a payload.
+    unsafe fn payload_mut(&mut self) -> Option<&mut [u8]> {
+        None
+    }
+
+    fn topic(&self) -> &str {
+        self.topic
+    }
+
+    fn partition(&self) -> i32 {
+        self.message.partition()
+    }
+
+    fn offset(&self) -> i64 {
+        self.message.offset()
+    }
+
+    fn timestamp(&self) -> rdkafka::Timestamp {
+        self.message.timestamp()
+    }
+
+    fn headers(&self) -> Option<&Self::Headers> {
+        self.message.headers()
     }
 }
 
