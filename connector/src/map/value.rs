@@ -34,6 +34,16 @@ pub enum FieldType {
 }
 
 impl FieldType {
+    /// Every type.
+    pub const ALL: [FieldType; 6] = [
+        FieldType::Float,
+        FieldType::Integer,
+        FieldType::Unsigned,
+        FieldType::Boolean,
+        FieldType::String,
+        FieldType::Auto,
+    ];
+
     /// The name used in configuration and messages.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -303,14 +313,7 @@ mod tests {
 
     #[test]
     fn type_names_match_the_configuration_spelling() {
-        for kind in [
-            FieldType::Float,
-            FieldType::Integer,
-            FieldType::Unsigned,
-            FieldType::Boolean,
-            FieldType::String,
-            FieldType::Auto,
-        ] {
+        for kind in FieldType::ALL {
             let parsed: FieldType =
                 serde_json::from_value(Value::String(kind.as_str().into())).unwrap();
             assert_eq!(parsed, kind);

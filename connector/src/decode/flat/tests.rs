@@ -21,6 +21,19 @@ fn layout(schema: &Value, keys: &[&str]) -> FlatLayout {
     .expect("layout")
 }
 
+/// The generator schema's layout for the generator mapping.
+fn generator_layout() -> FlatLayout {
+    let keys = [
+        "fuel",
+        "generatorID",
+        "lat",
+        "lon",
+        "pressure",
+        "temperature",
+    ];
+    layout(&generator_schema(), &keys)
+}
+
 fn kafka() -> KafkaContext<'static> {
     KafkaContext {
         topic: "t",
@@ -34,15 +47,7 @@ fn kafka() -> KafkaContext<'static> {
 
 #[test]
 fn the_generator_schema_compiles_and_a_reading_reads_flat() {
-    let keys = [
-        "fuel",
-        "generatorID",
-        "lat",
-        "lon",
-        "pressure",
-        "temperature",
-    ];
-    let layout = layout(&generator_schema(), &keys);
+    let layout = generator_layout();
     let json = br#"{"generatorID":"g-1","lat":51.5,"lon":-0.12,"temperature":71.25,"pressure":1013,"fuel":42.5,"note":"x"}"#;
     let record = layout.read(json).expect("flat");
     assert_eq!(
@@ -55,15 +60,7 @@ fn the_generator_schema_compiles_and_a_reading_reads_flat() {
 
 #[test]
 fn whatever_the_generic_path_must_judge_is_declined() {
-    let keys = [
-        "fuel",
-        "generatorID",
-        "lat",
-        "lon",
-        "pressure",
-        "temperature",
-    ];
-    let layout = layout(&generator_schema(), &keys);
+    let layout = generator_layout();
     let reading = |fuel: &str| {
         format!(
             r#"{{"generatorID":"g","lat":1,"lon":2,"temperature":3,"pressure":4,"fuel":{fuel}}}"#
@@ -324,14 +321,7 @@ fn record_text() -> impl Strategy<Value = String> {
 }
 
 fn field_kind() -> impl Strategy<Value = FieldType> {
-    prop::sample::select(vec![
-        FieldType::Float,
-        FieldType::Integer,
-        FieldType::Unsigned,
-        FieldType::Boolean,
-        FieldType::String,
-        FieldType::Auto,
-    ])
+    prop::sample::select(FieldType::ALL.to_vec())
 }
 
 fn mapping() -> impl Strategy<Value = Mapping> {
