@@ -3,8 +3,6 @@
 //! ([`crate::decode::flat`]). The mapping reads both through [`Fields`] and coerces one
 //! [`Scalar`] type, so the rules for tags, fields and timestamps exist once.
 
-use std::borrow::Cow;
-
 use serde_json::{Map, Number, Value};
 
 use crate::map::FieldPath;
@@ -80,7 +78,8 @@ impl<'a> Fields<'a> for &'a Value {
     }
 }
 
-/// What a flat record holds for one key.
+/// What a flat record holds for one key: a scalar (a record with an array or object where
+/// the mapping or the schema looks is read the generic way).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Slot<'r> {
     /// The key is not in the record.
@@ -91,12 +90,8 @@ pub enum Slot<'r> {
     Bool(bool),
     /// A number.
     Number(Number),
-    /// A string, borrowed from the payload unless it had escapes.
-    String(Cow<'r, str>),
-    /// An array (its content was checked as JSON and skipped).
-    Array,
-    /// An object (its content was checked as JSON and skipped).
-    Object,
+    /// A string without escapes, borrowed from the payload.
+    String(&'r str),
 }
 
 /// A JSON object read flat: one [`Slot`] per key of a fixed list, the keys the mapping reads
@@ -136,8 +131,6 @@ impl<'a, 'r: 'a> Fields<'a> for &'a FlatRecord<'r> {
             Slot::Bool(flag) => Some(Scalar::Bool(*flag)),
             Slot::Number(number) => Some(Scalar::Number(number)),
             Slot::String(text) => Some(Scalar::String(text)),
-            Slot::Array => Some(Scalar::Array),
-            Slot::Object => Some(Scalar::Object),
         }
     }
 

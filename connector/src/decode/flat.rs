@@ -4,22 +4,19 @@
 //!
 //! Parsing into a [`serde_json::Value`] allocates every key and string of the record into a
 //! tree, which the mapping then searches and the validator walks; about two thirds of a JSON
-//! record's cost. Here the payload is read once into one [`Slot`] per key of a fixed list
-//! (strings stay borrowed from the payload) and the schema's rules, compiled once into
-//! [`FlatSchema`], are checked on the slots.
+//! record's cost. Here a small tokenizer reads the payload once into one [`Slot`] per key of a
+//! fixed list (strings stay borrowed from the payload) and the schema's rules, compiled once
+//! into [`FlatSchema`], are checked on the slots.
 //!
 //! The fast path never rejects a record and never accepts one the generic path would refuse:
 //! whatever it is not sure of (a value a rule refuses, a key given twice, an unknown key under
-//! `additionalProperties: false`, a number too large to compare exactly, a JSON syntax error)
+//! `additionalProperties: false`, a number too large to compare exactly, an escape in a
+//! string, an array or nested object, a JSON syntax error)
 //! makes [`FlatLayout::read`] return `None`, and the record goes the generic way, which
 //! validates it with `jsonschema` and explains the rejection. A schema with any keyword outside
 //! the subset does not compile ([`FlatSchema::compile`] returns `None`): all its records go the
 //! generic way. A property test checks both paths agree on random records.
 
-use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 
 use crate::record::{FlatRecord, Slot};
@@ -159,8 +156,6 @@ impl Rule {
             Slot::Bool(_) => self.types.has(Types::BOOLEAN),
             Slot::Number(number) => self.admits_number(number),
             Slot::String(_) => self.admits_string(slot),
-            Slot::Array => self.types.has(Types::ARRAY),
-            Slot::Object => self.types.has(Types::OBJECT),
         }
     }
 
@@ -334,14 +329,7 @@ impl FlatLayout {
     /// documentation).
     pub fn read<'r>(&'r self, json: &'r [u8]) -> Option<FlatRecord<'r>> {
         let mut slots = vec![Slot::Absent; self.keys.len()];
-        let mut deserializer = serde_json::Deserializer::from_slice(json);
-        deserializer
-            .deserialize_map(ObjectVisitor {
-                layout: self,
-                slots: &mut slots,
-            })
-            .ok()?;
-        deserializer.end().ok()?;
+        self.read_object(&mut Cursor { bytes: json, at: 0 }, &mut slots)?;
         let valid = slots.iter().enumerate().all(|(index, slot)| {
             let present = *slot != Slot::Absent;
             (present || !self.required[index])
@@ -353,146 +341,210 @@ impl FlatLayout {
         valid.then(|| FlatRecord::new(&self.keys, slots))
     }
 
-    fn index_of(&self, key: &str) -> Option<usize> {
-        self.keys.iter().position(|known| known == key)
-    }
-}
-
-/// Why the fast path stopped reading; never shown (the generic path explains the record).
-#[derive(Debug)]
-struct NotFlat;
-
-impl fmt::Display for NotFlat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("not a flat record")
-    }
-}
-
-/// Fills the slots from the top-level object.
-struct ObjectVisitor<'l, 's, 'r> {
-    layout: &'l FlatLayout,
-    slots: &'s mut Vec<Slot<'r>>,
-}
-
-impl<'de: 'r, 'r> Visitor<'de> for ObjectVisitor<'_, '_, 'r> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key_seed(KeySeed {
-            layout: self.layout,
-        })? {
-            match key {
-                Some(index) => {
-                    let slot = map.next_value_seed(SlotSeed)?;
-                    let Some(kept) = self.slots.get_mut(index) else {
-                        return Err(serde::de::Error::custom(NotFlat));
-                    };
-                    // The generic path keeps the last of a repeated key; let it.
-                    if *kept != Slot::Absent {
-                        return Err(serde::de::Error::custom(NotFlat));
+    /// Reads the one top-level object, and nothing but whitespace after it, into `slots`.
+    fn read_object<'r>(&self, cursor: &mut Cursor<'r>, slots: &mut [Slot<'r>]) -> Option<()> {
+        cursor.skip_whitespace();
+        cursor.eat(b'{')?;
+        cursor.skip_whitespace();
+        if cursor.eat(b'}').is_none() {
+            loop {
+                cursor.skip_whitespace();
+                let key = cursor.raw_string()?;
+                cursor.skip_whitespace();
+                cursor.eat(b':')?;
+                cursor.skip_whitespace();
+                let value = cursor.scalar()?;
+                // A key equal to a known one is valid UTF-8 as it is; any other is checked.
+                let index = self.index_of(key);
+                if index.is_none() {
+                    std::str::from_utf8(key).ok()?;
+                }
+                match index {
+                    Some(index) => {
+                        let kept = slots.get_mut(index)?;
+                        // The generic path keeps the last of a repeated key; let it.
+                        if *kept != Slot::Absent {
+                            return None;
+                        }
+                        *kept = value;
                     }
-                    *kept = slot;
+                    None if self.additional_allowed => {}
+                    None => return None,
                 }
-                None if self.layout.additional_allowed => {
-                    map.next_value::<IgnoredAny>()?;
+                cursor.skip_whitespace();
+                if cursor.eat(b',').is_none() {
+                    cursor.eat(b'}')?;
+                    break;
                 }
-                None => return Err(serde::de::Error::custom(NotFlat)),
             }
         }
-        Ok(())
+        cursor.skip_whitespace();
+        cursor.at_end().then_some(())
+    }
+
+    fn index_of(&self, key: &[u8]) -> Option<usize> {
+        self.keys.iter().position(|known| known.as_bytes() == key)
     }
 }
 
-/// Finds a key's slot (`None`: a key the layout does not read).
-struct KeySeed<'l> {
-    layout: &'l FlatLayout,
+/// Powers of ten a float's significand is scaled by exactly once (see [`Cursor::number`]).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A position in a JSON payload. The tokenizer takes the JSON a flat record is made of:
+/// strings without escapes, numbers, `true`, `false` and `null`. Anything else (an escape, an
+/// array, a nested object, a number it cannot convert exactly) ends the fast path.
+struct Cursor<'r> {
+    bytes: &'r [u8],
+    at: usize,
 }
 
-impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Option<usize>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
+impl<'r> Cursor<'r> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
     }
 
-    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self.layout.index_of(key))
-    }
-}
-
-/// Reads one value into a slot: scalars kept, arrays and objects checked and skipped.
-struct SlotSeed;
-
-impl<'de> DeserializeSeed<'de> for SlotSeed {
-    type Value = Slot<'de>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for SlotSeed {
-    type Value = Slot<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
     }
 
-    fn visit_bool<E>(self, flag: bool) -> Result<Self::Value, E> {
-        Ok(Slot::Bool(flag))
+    fn at_end(&self) -> bool {
+        self.at == self.bytes.len()
     }
 
-    fn visit_u64<E>(self, whole: u64) -> Result<Self::Value, E> {
-        Ok(Slot::Number(whole.into()))
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.at += 1;
+        }
     }
 
-    fn visit_i64<E>(self, whole: i64) -> Result<Self::Value, E> {
-        Ok(Slot::Number(whole.into()))
+    fn digit(&mut self) -> Option<u8> {
+        let digit = self.peek().filter(u8::is_ascii_digit)?;
+        self.at += 1;
+        Some(digit - b'0')
     }
 
-    fn visit_f64<E>(self, float: f64) -> Result<Self::Value, E> {
-        // As `serde_json::Value` does: a float with no JSON form is null.
-        Ok(Number::from_f64(float).map_or(Slot::Null, Slot::Number))
+    /// A string without escapes, checked as UTF-8 as the generic parser checks it.
+    fn string(&mut self) -> Option<&'r str> {
+        std::str::from_utf8(self.raw_string()?).ok()
     }
 
-    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
-        Ok(Slot::String(Cow::Borrowed(text)))
+    /// The bytes of a string without escapes or control characters, not checked as UTF-8.
+    fn raw_string(&mut self) -> Option<&'r [u8]> {
+        self.eat(b'"')?;
+        let rest = self.bytes.get(self.at..)?;
+        let length = rest
+            .iter()
+            .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)?;
+        if rest[length] != b'"' {
+            return None;
+        }
+        self.at += length + 1;
+        Some(&rest[..length])
     }
 
-    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(Slot::String(Cow::Owned(text.to_owned())))
+    fn literal(&mut self, word: &[u8], slot: Slot<'r>) -> Option<Slot<'r>> {
+        if !self.bytes.get(self.at..)?.starts_with(word) {
+            return None;
+        }
+        self.at += word.len();
+        Some(slot)
     }
 
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Slot::Null)
+    fn scalar(&mut self) -> Option<Slot<'r>> {
+        match self.peek()? {
+            b'"' => self.string().map(Slot::String),
+            b't' => self.literal(b"true", Slot::Bool(true)),
+            b'f' => self.literal(b"false", Slot::Bool(false)),
+            b'n' => self.literal(b"null", Slot::Null),
+            b'-' | b'0'..=b'9' => self.number().map(Slot::Number),
+            _ => None,
+        }
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Slot::Array)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Slot::Object)
+    /// A JSON number as `serde_json` reads it: a whole number without a fraction or exponent
+    /// is a `u64`, or an `i64` when negative (`-0`, and below `i64::MIN`, a float); anything
+    /// else a float. A float is taken only when its significand is below 2^53 and its decimal
+    /// exponent within ±22: then both factors are exact and one multiplication or division
+    /// rounds correctly, as `serde_json` does. Every other number is left to the generic path.
+    fn number(&mut self) -> Option<Number> {
+        let negative = self.eat(b'-').is_some();
+        let mut significand: u64 = 0;
+        let accumulate = |significand: &mut u64, digit: u8| -> Option<()> {
+            *significand = significand.checked_mul(10)?.checked_add(u64::from(digit))?;
+            Some(())
+        };
+        match self.digit()? {
+            // A leading zero stands alone; `01` fails where the object expects `,` or `}`.
+            0 => {}
+            first => {
+                significand = u64::from(first);
+                while let Some(digit) = self.digit() {
+                    accumulate(&mut significand, digit)?;
+                }
+            }
+        }
+        let mut exponent: i64 = 0;
+        let mut float = false;
+        if self.eat(b'.').is_some() {
+            float = true;
+            let mut digits = 0;
+            while let Some(digit) = self.digit() {
+                accumulate(&mut significand, digit)?;
+                exponent -= 1;
+                digits += 1;
+            }
+            if digits == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            float = true;
+            let negative_exponent = match self.peek() {
+                Some(b'-') => {
+                    self.at += 1;
+                    true
+                }
+                Some(b'+') => {
+                    self.at += 1;
+                    false
+                }
+                _ => false,
+            };
+            let mut written: i64 = i64::from(self.digit()?);
+            while let Some(digit) = self.digit() {
+                written = written.checked_mul(10)?.checked_add(i64::from(digit))?;
+                if written > 1_000 {
+                    return None;
+                }
+            }
+            exponent += if negative_exponent { -written } else { written };
+        }
+        if !float {
+            if !negative {
+                return Some(Number::from(significand));
+            }
+            // `serde_json`: the two's complement negation, a float when it is not negative.
+            let negated = (significand as i64).wrapping_neg();
+            return if negated < 0 {
+                Some(Number::from(negated))
+            } else {
+                Number::from_f64(-(significand as f64))
+            };
+        }
+        let scale = POW10.get(usize::try_from(exponent.unsigned_abs()).ok()?)?;
+        if significand > EXACT_INTEGER {
+            return None;
+        }
+        let magnitude = if exponent < 0 {
+            significand as f64 / scale
+        } else {
+            significand as f64 * scale
+        };
+        Number::from_f64(if negative { -magnitude } else { magnitude })
     }
 }
 
