@@ -84,7 +84,9 @@ struct Seen {
 #[derive(Debug)]
 struct Tracked {
     max_generators: usize,
-    generators: HashMap<String, Seen>,
+    /// Seeded per process: generator names come from the records, but only the fleet's own
+    /// producers write them, and this map is looked up for every reading.
+    generators: HashMap<String, Seen, foldhash::fast::RandomState>,
 }
 
 /// Sets a generator's fuel and last-seen gauges to `reading`.
@@ -118,7 +120,7 @@ impl AlertMetrics {
             evicted: Counter::default(),
             tracked: Mutex::new(Tracked {
                 max_generators: DEFAULT_MAX_GENERATORS,
-                generators: HashMap::new(),
+                generators: HashMap::default(),
             }),
         };
         registry.register(
