@@ -513,7 +513,8 @@ impl Pipeline {
     /// Hands the current batch to a write task.
     fn dispatch(&mut self) {
         if !self.batch.is_empty() {
-            let batch = std::mem::take(&mut self.batch);
+            let next = self.batch.sized_like();
+            let batch = std::mem::replace(&mut self.batch, next);
             self.in_flight.dispatch(batch);
         }
     }
