@@ -225,7 +225,7 @@ fn write_short_decimal(number: f64, out: &mut Vec<u8>) -> bool {
     }
     let mut scale = 1.0;
     for decimals in 0..=SHORT_DECIMALS_MAX {
-        let scaled = (number * scale).round();
+        let scaled = round_half_away(number * scale);
         if scaled / scale == number {
             // |scaled| < 1e9 · 10^4, well inside i64 and exact as an f64.
             let scaled = scaled as i64;
@@ -255,6 +255,20 @@ fn write_short_decimal(number: f64, out: &mut Vec<u8>) -> bool {
         scale *= 10.0;
     }
     false
+}
+
+/// `x.round()` for `|x| < 2^52`, without the libm call `round` is on the baseline x86-64
+/// target (no SSE4.1): the truncation is exact in that range, and so is the fraction it leaves.
+fn round_half_away(x: f64) -> f64 {
+    let whole = x as i64 as f64;
+    let fraction = x - whole;
+    if fraction >= 0.5 {
+        whole + 1.0
+    } else if fraction <= -0.5 {
+        whole - 1.0
+    } else {
+        whole
+    }
 }
 
 /// Most decimals a reading takes the short path with (see [`write_short_decimal`]).
@@ -606,7 +620,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn round_half_away_rounds_halves_away_from_zero() {
+        for (x, rounded) in [
+            (0.5, 1.0),
+            (-0.5, -1.0),
+            (2.5, 3.0),
+            (-2.5, -3.0),
+            (0.49999999999999994, 0.0),
+            (5146.999999999999, 5147.0),
+            (4503599627370495.5, 4503599627370496.0),
+            (-4503599627370495.5, -4503599627370496.0),
+        ] {
+            assert_eq!(round_half_away(x), rounded, "{x}");
+            assert_eq!(x.round(), rounded, "{x}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn round_half_away_is_round_below_2_pow_52(
+            x in -4503599627370496.0f64..4503599627370496.0,
+            scale in prop::sample::select(vec![1.0, 1e-4, 1e-9]),
+        ) {
+            let x = x * scale;
+            prop_assert_eq!(round_half_away(x), x.round(), "{}", x);
+        }
+
         #[test]
         fn floats_print_as_display_does(bits in any::<u64>()) {
             let number = f64::from_bits(bits);
