@@ -454,7 +454,7 @@ mod tests {
         let stop = CancellationToken::new();
         let json = client.resolve(SchemaKey::Id(1), None, &stop).await;
         assert!(
-            matches!(json, Some(CachedSchema::Ready(RegistrySchema::Json(_)))),
+            matches!(json, Some(CachedSchema::Ready(RegistrySchema::Json(..)))),
             "{json:?}"
         );
         let avro = client.resolve(SchemaKey::Id(2), None, &stop).await;

@@ -179,9 +179,13 @@ impl Stages {
         // The fast path first; whatever it is not sure of is decoded, mapped and, if it must be,
         // rejected the generic way.
         let flat = self.decoder.read_flat(message.payload(), schema_header);
-        let flat_point = flat
-            .as_ref()
-            .and_then(|record| self.mapping.map(record, kafka).ok());
+        let flat_point = flat.as_ref().and_then(|(record, schema)| {
+            let point = self.mapping.map(record, kafka).ok()?;
+            if schema.is_some() {
+                self.count_schema_lookup(true);
+            }
+            Some(point)
+        });
         let generic;
         let point = match flat_point {
             Some(point) => point,
@@ -212,20 +216,28 @@ impl Stages {
         match self.decoder.decode_with_header(payload, schema_header) {
             Ok(decoded) => {
                 if decoded.schema.is_some() {
-                    self.schema_hits
-                        .get_or_init(|| self.telemetry.schema_lookup_counter(true))
-                        .inc();
+                    self.count_schema_lookup(true);
                 }
                 Ok(decoded.value)
             }
             Err(DecodeFailure::NeedsSchema(key)) => {
-                self.schema_misses
-                    .get_or_init(|| self.telemetry.schema_lookup_counter(false))
-                    .inc();
+                self.count_schema_lookup(false);
                 Err(Unencoded::NeedsSchema(key))
             }
             Err(DecodeFailure::Rejected(error)) => Err(error.rejection().into()),
         }
+    }
+
+    /// Counts a registry schema cache hit or miss.
+    fn count_schema_lookup(&self, hit: bool) {
+        let counter = if hit {
+            &self.schema_hits
+        } else {
+            &self.schema_misses
+        };
+        counter
+            .get_or_init(|| self.telemetry.schema_lookup_counter(hit))
+            .inc();
     }
 }
 

@@ -235,8 +235,9 @@ impl From<DecodeError> for DecodeFailure {
 
 /// A schema from the registry, compiled once.
 pub enum RegistrySchema {
-    /// A JSON Schema, compiled.
-    Json(jsonschema::Validator),
+    /// A JSON Schema, compiled; also as per-key rules when it is made only of those (the
+    /// fast path, [`flat`]).
+    Json(jsonschema::Validator, Option<FlatSchema>),
     /// An Avro writer schema, prepared for reading (and resolving to the reader schema).
     Avro(AvroReader),
 }
@@ -244,7 +245,7 @@ pub enum RegistrySchema {
 impl std::fmt::Debug for RegistrySchema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            RegistrySchema::Json(_) => "RegistrySchema::Json",
+            RegistrySchema::Json(..) => "RegistrySchema::Json",
             RegistrySchema::Avro(_) => "RegistrySchema::Avro",
         })
     }
@@ -278,9 +279,12 @@ impl RegistrySchema {
                     .map(RegistrySchema::Avro)
                     .map_err(|error| format!("cannot resolve to the local reader schema: {error}"))
             }
-            "JSON" => compile_json_schema(&fetched.schema, &fetched.references)
-                .map(RegistrySchema::Json)
-                .map_err(|error| format!("not a usable JSON Schema: {error}")),
+            "JSON" => {
+                let (validator, flat) =
+                    compile_json_schema(&fetched.schema, &fetched.references)
+                        .map_err(|error| format!("not a usable JSON Schema: {error}"))?;
+                Ok(RegistrySchema::Json(validator, flat))
+            }
             other => Err(format!(
                 "schema type {other} is not supported (JSON and AVRO are)"
             )),
@@ -288,14 +292,16 @@ impl RegistrySchema {
     }
 }
 
-/// Compiles a JSON Schema whose `$ref`s may name the given referenced schemas.
+/// Compiles a JSON Schema whose `$ref`s may name the given referenced schemas, and, without
+/// references, its per-key rules when it has only those.
 fn compile_json_schema(
     text: &str,
     references: &[(String, String)],
-) -> Result<jsonschema::Validator, String> {
+) -> Result<(jsonschema::Validator, Option<FlatSchema>), String> {
     let schema: Value = serde_json::from_str(text).map_err(|error| error.to_string())?;
     if references.is_empty() {
-        return jsonschema::validator_for(&schema).map_err(|error| error.to_string());
+        let validator = jsonschema::validator_for(&schema).map_err(|error| error.to_string())?;
+        return Ok((validator, FlatSchema::compile(&schema)));
     }
     let mut registry = jsonschema::Registry::new();
     for (name, text) in references {
@@ -316,6 +322,7 @@ fn compile_json_schema(
     jsonschema::options()
         .with_registry(&registry)
         .build(&schema)
+        .map(|validator| (validator, None))
         .map_err(|error| error.to_string())
 }
 
@@ -468,6 +475,10 @@ pub struct Decoder {
     local_flat_schema: Option<FlatSchema>,
     /// How plain JSON records are read on the fast path; `None`: always the generic way.
     flat: Option<FlatLayout>,
+    /// The keys the mapping reads, when it can map a flat record.
+    flat_keys: Option<Vec<String>>,
+    /// How registry-framed JSON records of each schema are read on the fast path.
+    registry_flat: HashMap<SchemaKey, FlatLayout, KeyHashing>,
     validate_registry_json_locally: bool,
     local_avro: LocalAvro,
     /// Without a registry, a Confluent-framed payload is read as JSON and validated locally.
@@ -498,6 +509,8 @@ impl Decoder {
             local_json,
             local_flat_schema: schema.and_then(FlatSchema::compile),
             flat: None,
+            flat_keys: None,
+            registry_flat: HashMap::default(),
             validate_registry_json_locally: false,
             local_avro: LocalAvro::default(),
             registry: false,
@@ -510,10 +523,17 @@ impl Decoder {
     /// local JSON Schema, if any, compiles to per-key rules.
     pub fn with_flat_keys(mut self, mapping_keys: Vec<String>) -> Self {
         self.flat = match (&self.local_json, &self.local_flat_schema) {
-            (None, _) => FlatLayout::new(mapping_keys, None),
-            (Some(_), Some(schema)) => FlatLayout::new(mapping_keys, Some(schema)),
+            (None, _) => FlatLayout::new(mapping_keys.clone(), None),
+            (Some(_), Some(schema)) => FlatLayout::new(mapping_keys.clone(), Some(schema)),
             (Some(_), None) => None,
         };
+        self.flat_keys = Some(mapping_keys);
+        let learnt: Vec<(SchemaKey, FlatLayout)> = self
+            .schemas
+            .iter()
+            .filter_map(|(key, schema)| Some((*key, self.registry_layout(schema)?)))
+            .collect();
+        self.registry_flat.extend(learnt);
         self
     }
 
@@ -522,17 +542,20 @@ impl Decoder {
         self.flat.is_some()
     }
 
-    /// Reads a plain JSON record on the fast path; `None` when it must be decoded the generic
-    /// way ([`Decoder::decode_with_header`]): another wire format, no fast path for this
-    /// mapping and schema, or a record the fast path is not sure of.
+    /// Reads a JSON record on the fast path, with the registry schema it was checked against
+    /// if it is registry-framed; `None` when it must be decoded the generic way
+    /// ([`Decoder::decode_with_header`]): another wire format, a registry schema not learnt
+    /// yet, no fast path for this mapping and schema, or a record the fast path is not sure of.
     pub fn read_flat<'r>(
         &'r self,
         payload: Option<&'r [u8]>,
         schema_header: Option<&[u8]>,
-    ) -> Option<FlatRecord<'r>> {
-        let layout = self.flat.as_ref()?;
+    ) -> Option<(FlatRecord<'r>, Option<SchemaKey>)> {
         match framing::parse(self.format, payload, schema_header).ok()? {
-            Envelope::Json(json) => layout.read(json),
+            Envelope::Json(json) => Some((self.flat.as_ref()?.read(json)?, None)),
+            Envelope::Registry { key, body } if self.registry => {
+                Some((self.registry_flat.get(&key)?.read(body)?, Some(key)))
+            }
             _ => None,
         }
     }
@@ -558,7 +581,24 @@ impl Decoder {
 
     /// Records what the registry said about `key`.
     pub fn learn(&mut self, key: SchemaKey, schema: CachedSchema) {
+        match self.registry_layout(&schema) {
+            Some(layout) => self.registry_flat.insert(key, layout),
+            None => self.registry_flat.remove(&key),
+        };
         self.schemas.insert(key, schema);
+    }
+
+    /// The fast path's layout for records framed with `schema`, if it has one. It checks one
+    /// schema: when the local one applies too, such records go the generic way.
+    fn registry_layout(&self, schema: &CachedSchema) -> Option<FlatLayout> {
+        match (schema, &self.flat_keys) {
+            (CachedSchema::Ready(RegistrySchema::Json(_, Some(rules))), Some(keys))
+                if !self.validate_registry_json_locally =>
+            {
+                FlatLayout::new(keys.clone(), Some(rules))
+            }
+            _ => None,
+        }
     }
 
     /// Decodes one record value without a schema-id header.
@@ -619,7 +659,7 @@ impl Decoder {
                     Some(CachedSchema::Ready(RegistrySchema::Avro(reader))) => {
                         read_avro(reader, body, Some(key))?
                     }
-                    Some(CachedSchema::Ready(RegistrySchema::Json(validator))) => {
+                    Some(CachedSchema::Ready(RegistrySchema::Json(validator, _))) => {
                         let value = parse_json(body, Some(key))?;
                         validate(validator, &value, Some(key), "")?;
                         if self.validate_registry_json_locally

@@ -327,7 +327,7 @@ fn json_schema_references_resolve() {
                 .into(),
         )],
     };
-    let Ok(RegistrySchema::Json(validator)) = RegistrySchema::compile(&schema, None) else {
+    let Ok(RegistrySchema::Json(validator, None)) = RegistrySchema::compile(&schema, None) else {
         panic!("the schema compiles");
     };
     assert!(validator.is_valid(&json!({"at": {"lat": 1.0}})));

@@ -528,3 +528,77 @@ proptest! {
         }
     }
 }
+
+fn registry_decoder(validate_locally: bool) -> crate::decode::Decoder {
+    use crate::decode::{
+        CachedSchema, Decoder, FetchedSchema, RegistrySchema, SchemaKey, WireFormat,
+    };
+    let fetched = FetchedSchema {
+        schema_type: Some("JSON".into()),
+        schema: include_str!("../../../../schemas/generator.schema.json").into(),
+        references: vec![],
+    };
+    let schema = RegistrySchema::compile(&fetched, None).expect("compiles");
+    assert!(
+        matches!(schema, RegistrySchema::Json(_, Some(_))),
+        "per-key rules"
+    );
+    let mut decoder = Decoder::new(WireFormat::Confluent, Some(&generator_schema()))
+        .unwrap()
+        .with_registry(validate_locally);
+    // Learnt before the mapping's keys are known, as a test or a restart may do.
+    decoder.learn(SchemaKey::Id(7), CachedSchema::Ready(schema));
+    decoder.with_flat_keys(
+        [
+            "fuel",
+            "generatorID",
+            "lat",
+            "lon",
+            "pressure",
+            "temperature",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    )
+}
+
+fn confluent_framed(id: u32, body: &str) -> Vec<u8> {
+    let mut framed = vec![0];
+    framed.extend_from_slice(&id.to_be_bytes());
+    framed.extend_from_slice(body.as_bytes());
+    framed
+}
+
+#[test]
+fn registry_framed_json_reads_flat_under_its_schema() {
+    use crate::decode::SchemaKey;
+    let decoder = registry_decoder(false);
+    let reading = r#"{"generatorID":"g","lat":1,"lon":2,"temperature":3,"pressure":4,"fuel":5}"#;
+    let framed = confluent_framed(7, reading);
+    let (record, schema) = decoder.read_flat(Some(&framed), None).expect("flat");
+    assert_eq!(schema, Some(SchemaKey::Id(7)));
+    assert_eq!(record.slot("generatorID"), Some(&Slot::String("g")));
+    // An id not learnt yet, and a record its schema refuses, go the generic way.
+    assert!(
+        decoder
+            .read_flat(Some(&confluent_framed(8, reading)), None)
+            .is_none()
+    );
+    let refused = reading.replace("\"fuel\":5", "\"fuel\":\"5\"");
+    assert!(
+        decoder
+            .read_flat(Some(&confluent_framed(7, &refused)), None)
+            .is_none()
+    );
+}
+
+#[test]
+fn registry_json_also_checked_locally_goes_the_generic_way() {
+    let decoder = registry_decoder(true);
+    let reading = r#"{"generatorID":"g","lat":1,"lon":2,"temperature":3,"pressure":4,"fuel":5}"#;
+    assert!(
+        decoder
+            .read_flat(Some(&confluent_framed(7, reading)), None)
+            .is_none()
+    );
+}
