@@ -773,7 +773,14 @@ class Bench:
                 # Each latency run on an empty broker: what earlier runs left in Tansu's memory
                 # storage never weighs on it.
                 self.restart_stack()
-                self.latency(lat, consumer, target, rate)
+                try:
+                    self.latency(lat, consumer, target, rate)
+                except (RuntimeError, subprocess.TimeoutExpired) as error:
+                    # One latency run that cannot finish (a broker that cannot take the rate on
+                    # a busy machine, say) is reported as such; the others still run.
+                    log(f"{lat}: failed: {error}")
+                    stop_all()
+                    self.results[lat] = {"rate_target": rate, "error": str(error)[:300]}
                 self.save()
         self.save()
 
@@ -836,6 +843,9 @@ def report(results: dict) -> str:
         out.append(f"{'latency run':<25} {'rate':>8} {'achieved':>9} {'p50 ms':>7} {'p99 ms':>7}  source; busy cores")
         for name in lat_rows:
             x = r[name]
+            if "error" in x:
+                out.append(f"{name:<25} {fmt(x['rate_target']):>8}  failed: {x['error'][:120]}")
+                continue
             extra = ""
             if "sink_histogram_ms" in x and x.get("latency_source") != "kis_end_to_end_latency_seconds":
                 h = x["sink_histogram_ms"]
