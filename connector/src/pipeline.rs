@@ -324,9 +324,13 @@ impl Pipeline {
                 let Some(held) = self.held.pop_front() else {
                     break;
                 };
-                let received = Received::new(&held.message);
-                match offer(&self.stages, &mut self.batch, &received)? {
-                    Accepted::Taken => self.consumed.count(received.topic()),
+                match offer(
+                    &self.stages,
+                    &mut self.batch,
+                    &mut self.consumed,
+                    &held.message,
+                )? {
+                    Accepted::Taken => {}
                     Accepted::NeedsSchema(key) => {
                         self.held.push_front(held);
                         self.fetch_schema(key);
@@ -385,9 +389,8 @@ impl Pipeline {
                     }
                     Ok(message) => {
                         last_receive_error.clear();
-                        let received = Received::new(&message);
-                        match offer(&self.stages, &mut self.batch, &received)? {
-                            Accepted::Taken => self.consumed.count(received.topic()),
+                        match offer(&self.stages, &mut self.batch, &mut self.consumed, &message)? {
+                            Accepted::Taken => {}
                             Accepted::NeedsSchema(key) => self.hold_for_schema(message.detach(), key),
                         }
                         self.take_ready(&mut last_receive_error)?;
@@ -419,9 +422,8 @@ impl Pipeline {
                 }
                 std::task::Poll::Pending => break,
             };
-            let received = Received::new(&message);
-            match offer(&self.stages, &mut self.batch, &received)? {
-                Accepted::Taken => self.consumed.count(received.topic()),
+            match offer(&self.stages, &mut self.batch, &mut self.consumed, &message)? {
+                Accepted::Taken => {}
                 Accepted::NeedsSchema(key) => self.hold_for_schema(message.detach(), key),
             }
         }
@@ -636,11 +638,22 @@ impl Consumed {
     }
 }
 
-/// Offers a record to the stages; under `dead_letter.policy = "fail"` a bad one stops the sink.
-fn offer<M: Message>(stages: &Stages, batch: &mut Batch, message: &M) -> Result<Accepted, Stop> {
-    stages
-        .accept(message, batch)
-        .map_err(|invalid| Stop::Invalid(stop_on(invalid)))
+/// Offers a record to the stages and counts it once taken; under `dead_letter.policy = "fail"`
+/// a bad one stops the sink. Its topic name is looked up once ([`Received`]).
+fn offer<M: Message>(
+    stages: &Stages,
+    batch: &mut Batch,
+    consumed: &mut Consumed,
+    message: &M,
+) -> Result<Accepted, Stop> {
+    let received = Received::new(message);
+    let accepted = stages
+        .accept(&received, batch)
+        .map_err(|invalid| Stop::Invalid(stop_on(invalid)))?;
+    if accepted == Accepted::Taken {
+        consumed.count(received.topic());
+    }
+    Ok(accepted)
 }
 
 /// Waits for the schema fetch in progress (the caller only polls this while there is one).

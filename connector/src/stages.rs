@@ -204,9 +204,7 @@ impl Stages {
         }
         Ok(())
     }
-}
 
-impl Stages {
     /// Decodes a record value the generic way, counting registry schema cache lookups.
     fn decode(
         &self,

@@ -143,27 +143,24 @@ impl Rule {
 
     /// Whether `slot` certainly satisfies the rule; `false` also when unsure.
     fn admits(&self, slot: &Slot<'_>) -> bool {
-        if *slot == Slot::Absent {
-            return true;
-        }
-        if let Some(allowed) = &self.one_of_strings {
-            return matches!(slot, Slot::String(text) if allowed.iter().any(|one| one == text))
-                && self.admits_string(slot);
-        }
         match slot {
             Slot::Absent => true,
+            // An `enum` (of strings only) admits nothing but one of its strings.
+            _ if self.one_of_strings.is_some() && !matches!(slot, Slot::String(_)) => false,
             Slot::Null => self.types.has(Types::NULL),
             Slot::Bool(_) => self.types.has(Types::BOOLEAN),
             Slot::Number(number) => self.admits_number(number),
-            Slot::String(_) => self.admits_string(slot),
+            Slot::String(text) => self.admits_string(text),
         }
     }
 
-    fn admits_string(&self, slot: &Slot<'_>) -> bool {
-        let Slot::String(text) = slot else {
-            return false;
-        };
-        if !self.types.has(Types::STRING) {
+    fn admits_string(&self, text: &str) -> bool {
+        if !self.types.has(Types::STRING)
+            || self
+                .one_of_strings
+                .as_ref()
+                .is_some_and(|allowed| !allowed.iter().any(|one| one == text))
+        {
             return false;
         }
         if self.min_length.is_none() && self.max_length.is_none() {
@@ -190,12 +187,7 @@ impl Rule {
         if !bounded {
             return true;
         }
-        let exact = match (number.as_u64(), number.as_i64()) {
-            (Some(whole), _) => whole <= EXACT_INTEGER,
-            (None, Some(whole)) => whole.unsigned_abs() <= EXACT_INTEGER,
-            (None, None) => true,
-        };
-        let Some(value) = number.as_f64().filter(|_| exact) else {
+        let Some(value) = exact_f64(number) else {
             return false;
         };
         self.minimum.is_none_or(|min| value >= min)
@@ -218,7 +210,11 @@ fn compile_types(value: &Value) -> Option<Types> {
 
 /// A numeric bound that compares exactly with every value the fast path compares it with.
 fn exact_bound(value: &Value) -> Option<f64> {
-    let number = value.as_number()?;
+    exact_f64(value.as_number()?)
+}
+
+/// The number as a float, when that is exact: every float, and integers within ±2^53.
+fn exact_f64(number: &Number) -> Option<f64> {
     let exact = match (number.as_u64(), number.as_i64()) {
         (Some(whole), _) => whole <= EXACT_INTEGER,
         (None, Some(whole)) => whole.unsigned_abs() <= EXACT_INTEGER,
@@ -271,10 +267,8 @@ pub struct FlatLayout {
     rules: Vec<Option<Rule>>,
     /// Per key: whether the schema requires it.
     required: Vec<bool>,
-    /// Per key: whether the record may hold it. Under `additionalProperties: false` only the
-    /// schema's properties may appear, even where the mapping reads another key.
-    allowed: Vec<bool>,
-    /// Whether keys outside `keys` may appear.
+    /// Whether keys the schema has no rule for may appear: under `additionalProperties: false`
+    /// only its properties may, even where the mapping reads another key.
     additional_allowed: bool,
 }
 
@@ -308,19 +302,13 @@ impl FlatLayout {
                     .map(|(_, rule)| rule.clone())
             })
         };
-        let additional_allowed = schema.is_none_or(|schema| schema.additional_allowed);
-        let rules: Vec<Option<Rule>> = keys.iter().map(rule).collect();
         Some(FlatLayout {
-            allowed: rules
-                .iter()
-                .map(|rule| additional_allowed || rule.is_some())
-                .collect(),
-            rules,
+            rules: keys.iter().map(rule).collect(),
             required: keys
                 .iter()
                 .map(|key| schema.is_some_and(|schema| schema.required.contains(key)))
                 .collect(),
-            additional_allowed,
+            additional_allowed: schema.is_none_or(|schema| schema.additional_allowed),
             keys,
         })
     }
@@ -331,12 +319,11 @@ impl FlatLayout {
         let mut slots = vec![Slot::Absent; self.keys.len()];
         self.read_object(&mut Cursor { bytes: json, at: 0 }, &mut slots)?;
         let valid = slots.iter().enumerate().all(|(index, slot)| {
-            let present = *slot != Slot::Absent;
-            (present || !self.required[index])
-                && (!present || self.allowed[index])
-                && self.rules[index]
-                    .as_ref()
-                    .is_none_or(|rule| rule.admits(slot))
+            let rule = self.rules[index].as_ref();
+            match slot {
+                Slot::Absent => !self.required[index],
+                _ => rule.map_or(self.additional_allowed, |rule| rule.admits(slot)),
+            }
         });
         valid.then(|| FlatRecord::new(&self.keys, slots))
     }
@@ -426,6 +413,17 @@ impl<'r> Cursor<'r> {
         Some(digit - b'0')
     }
 
+    /// Appends the digits that follow to `significand`; how many there were, or `None` when
+    /// it overflows.
+    fn digits_into(&mut self, significand: &mut u64) -> Option<i64> {
+        let mut count = 0;
+        while let Some(digit) = self.digit() {
+            *significand = significand.checked_mul(10)?.checked_add(u64::from(digit))?;
+            count += 1;
+        }
+        Some(count)
+    }
+
     /// A string without escapes, checked as UTF-8 as the generic parser checks it.
     fn string(&mut self) -> Option<&'r str> {
         std::str::from_utf8(self.raw_string()?).ok()
@@ -471,34 +469,21 @@ impl<'r> Cursor<'r> {
     /// rounds correctly, as `serde_json` does. Every other number is left to the generic path.
     fn number(&mut self) -> Option<Number> {
         let negative = self.eat(b'-').is_some();
-        let mut significand: u64 = 0;
-        let accumulate = |significand: &mut u64, digit: u8| -> Option<()> {
-            *significand = significand.checked_mul(10)?.checked_add(u64::from(digit))?;
-            Some(())
-        };
-        match self.digit()? {
-            // A leading zero stands alone; `01` fails where the object expects `,` or `}`.
-            0 => {}
-            first => {
-                significand = u64::from(first);
-                while let Some(digit) = self.digit() {
-                    accumulate(&mut significand, digit)?;
-                }
-            }
+        let first = self.digit()?;
+        let mut significand = u64::from(first);
+        // A leading zero stands alone; `01` fails where the object expects `,` or `}`.
+        if first != 0 {
+            self.digits_into(&mut significand)?;
         }
         let mut exponent: i64 = 0;
         let mut float = false;
         if self.eat(b'.').is_some() {
             float = true;
-            let mut digits = 0;
-            while let Some(digit) = self.digit() {
-                accumulate(&mut significand, digit)?;
-                exponent -= 1;
-                digits += 1;
-            }
+            let digits = self.digits_into(&mut significand)?;
             if digits == 0 {
                 return None;
             }
+            exponent -= digits;
         }
         if let Some(b'e' | b'E') = self.peek() {
             self.at += 1;
@@ -516,10 +501,11 @@ impl<'r> Cursor<'r> {
             };
             let mut written: i64 = i64::from(self.digit()?);
             while let Some(digit) = self.digit() {
-                written = written.checked_mul(10)?.checked_add(i64::from(digit))?;
+                // Far beyond ±22, where the fast path stops anyway; no overflow below it.
                 if written > 1_000 {
                     return None;
                 }
+                written = written * 10 + i64::from(digit);
             }
             exponent += if negative_exponent { -written } else { written };
         }

@@ -522,6 +522,10 @@ impl Decoder {
     /// `mapping_keys` (see [`Mapping::flat_keys`](crate::map::Mapping::flat_keys)), when the
     /// local JSON Schema, if any, compiles to per-key rules.
     pub fn with_flat_keys(mut self, mapping_keys: Vec<String>) -> Self {
+        if matches!(self.format, WireFormat::Avro | WireFormat::AvroSingleObject) {
+            // Never JSON: no record would take the fast path.
+            return self;
+        }
         self.flat = match (&self.local_json, &self.local_flat_schema) {
             (None, _) => FlatLayout::new(mapping_keys.clone(), None),
             (Some(_), Some(schema)) => FlatLayout::new(mapping_keys.clone(), Some(schema)),
@@ -537,11 +541,6 @@ impl Decoder {
         self
     }
 
-    /// Whether plain JSON records are read on the fast path.
-    pub fn reads_flat(&self) -> bool {
-        self.flat.is_some()
-    }
-
     /// Reads a JSON record on the fast path, with the registry schema it was checked against
     /// if it is registry-framed; `None` when it must be decoded the generic way
     /// ([`Decoder::decode_with_header`]): another wire format, a registry schema not learnt
@@ -551,6 +550,9 @@ impl Decoder {
         payload: Option<&'r [u8]>,
         schema_header: Option<&[u8]>,
     ) -> Option<(FlatRecord<'r>, Option<SchemaKey>)> {
+        if self.flat.is_none() && self.registry_flat.is_empty() {
+            return None;
+        }
         match framing::parse(self.format, payload, schema_header).ok()? {
             Envelope::Json(json) => Some((self.flat.as_ref()?.read(json)?, None)),
             Envelope::Registry { key, body } if self.registry => {

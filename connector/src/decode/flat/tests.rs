@@ -21,17 +21,19 @@ fn layout(schema: &Value, keys: &[&str]) -> FlatLayout {
     .expect("layout")
 }
 
+/// The keys the generator mapping reads.
+const GENERATOR_KEYS: [&str; 6] = [
+    "fuel",
+    "generatorID",
+    "lat",
+    "lon",
+    "pressure",
+    "temperature",
+];
+
 /// The generator schema's layout for the generator mapping.
 fn generator_layout() -> FlatLayout {
-    let keys = [
-        "fuel",
-        "generatorID",
-        "lat",
-        "lon",
-        "pressure",
-        "temperature",
-    ];
-    layout(&generator_schema(), &keys)
+    layout(&generator_schema(), &GENERATOR_KEYS)
 }
 
 fn kafka() -> KafkaContext<'static> {
@@ -548,18 +550,7 @@ fn registry_decoder(validate_locally: bool) -> crate::decode::Decoder {
         .with_registry(validate_locally);
     // Learnt before the mapping's keys are known, as a test or a restart may do.
     decoder.learn(SchemaKey::Id(7), CachedSchema::Ready(schema));
-    decoder.with_flat_keys(
-        [
-            "fuel",
-            "generatorID",
-            "lat",
-            "lon",
-            "pressure",
-            "temperature",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    )
+    decoder.with_flat_keys(GENERATOR_KEYS.map(str::to_owned).to_vec())
 }
 
 fn confluent_framed(id: u32, body: &str) -> Vec<u8> {
