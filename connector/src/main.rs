@@ -132,6 +132,9 @@ fn parse_secret(text: &str) -> Result<Secret, std::convert::Infallible> {
     Ok(Secret::new(text))
 }
 
+/// Longest the exit waits for the async runtime's leftover tasks and threads.
+const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config_path = match &cli.command {
@@ -176,6 +179,9 @@ fn main() -> ExitCode {
             Command::CheckConfig(_) => Ok(()),
         }
     });
+    // Tasks and blocking threads still running (a DNS lookup, a client closing past its
+    // deadline) do not delay the exit: nothing durable depends on them any more.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

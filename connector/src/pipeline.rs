@@ -287,6 +287,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         batches = summary.batches,
         "sink stopped"
     );
+    // Everything durable is committed by now, so a client that cannot close (a broker that
+    // never answers the group leave) must not keep the process from exiting.
+    if !drop_within((pipeline, consumer), CLIENT_CLOSE_TIMEOUT).await {
+        warn!(
+            timeout_ms = CLIENT_CLOSE_TIMEOUT.as_millis(),
+            "the Kafka clients did not close in time; exiting anyway (every durable offset is committed)"
+        );
+    }
     drained?;
     match outcome {
         Err(Stop::Invalid(invalid)) => Err(RunError::InvalidRecord(invalid)),
@@ -720,6 +728,33 @@ impl Alarm {
 /// group's rebalance for long while InfluxDB is down.
 const MAX_REVOKE_WAIT: Duration = Duration::from_secs(5);
 
+/// Longest the Kafka clients get to close after the final commit: the consumer leaves its
+/// group, the dead-letter producer flushes and librdkafka joins its threads.
+const CLIENT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Drops `value` on a thread of its own and waits at most `timeout` for that to finish. Returns
+/// whether it did; if not, the thread is left to finish (or to die with the process).
+///
+/// rust-rdkafka's consumer drop polls until librdkafka reports the consumer closed, with no
+/// deadline, and `rd_kafka_destroy` waits for the broker threads.
+async fn drop_within<T: Send + 'static>(value: T, timeout: Duration) -> bool {
+    let (dropped, done) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("kafka-close".into())
+        .spawn(move || {
+            drop(value);
+            let _ = dropped.send(());
+        });
+    match spawned {
+        Ok(_) => matches!(tokio::time::timeout(timeout, done).await, Ok(Ok(()))),
+        // No thread to spare: drop here, without a deadline.
+        Err(error) => {
+            warn!(%error, "cannot start a thread to close the Kafka clients; closing them here");
+            true
+        }
+    }
+}
+
 /// Logs a consumer error once until another one comes: librdkafka recovers by itself
 /// (reconnects, rejoins).
 fn note_receive_error(last: &mut String, error: &rdkafka::error::KafkaError) {
@@ -789,5 +824,39 @@ fn resume_assignment(consumer: &SourceConsumer) {
             Err(error) => warn!(%error, "cannot resume partitions"),
         },
         Err(error) => warn!(%error, "cannot read the assignment to resume it"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stands for a client whose drop blocks until released.
+    struct StuckClient(std::sync::mpsc::Receiver<()>);
+
+    impl Drop for StuckClient {
+        fn drop(&mut self) {
+            let _ = self.0.recv();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_cannot_close_does_not_hold_the_exit() {
+        let (release, released) = std::sync::mpsc::channel();
+        let started = Instant::now();
+        let closed = drop_within(StuckClient(released), Duration::from_millis(200)).await;
+        assert!(!closed);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        release.send(()).expect("the drop thread is still waiting");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_closes_is_dropped_before_returning() {
+        let (release, released) = std::sync::mpsc::channel();
+        release.send(()).expect("receiver alive");
+        let dropped = Arc::new(());
+        let witness = dropped.clone();
+        assert!(drop_within((StuckClient(released), witness), Duration::from_secs(5)).await);
+        assert_eq!(Arc::strong_count(&dropped), 1);
     }
 }
