@@ -118,27 +118,78 @@ impl LineProtocolError {
     }
 }
 
-const MEASUREMENT_SPECIALS: Specials = Specials::of(b", \\");
-const KEY_SPECIALS: Specials = Specials::of(b",= \\");
-const STRING_SPECIALS: Specials = Specials::of(b"\"\\");
+const MEASUREMENT: Element = Element::new("measurement", b", \\");
+const TAG_KEY: Element = Element::new("tag key", KEY_SPECIALS);
+const TAG_VALUE: Element = Element::new("tag value", KEY_SPECIALS);
+const FIELD_KEY: Element = Element::new("field key", KEY_SPECIALS);
+const FIELD_STRING: Element = Element::new("field value", b"\"\\");
+const KEY_SPECIALS: &[u8] = b",= \\";
 
-/// The bytes an element escapes, as a table: one lookup per byte instead of a scan of the list,
-/// since every byte of every line passes through here.
-struct Specials([bool; 256]);
+/// What a byte is in one kind of element.
+const PLAIN: u8 = 0;
+const ESCAPED: u8 = 1;
+const LINE_BREAK: u8 = 2;
 
-impl Specials {
-    const fn of(bytes: &[u8]) -> Self {
-        let mut table = [false; 256];
+/// One kind of element (measurement, tag key, …): its name in errors, and a table saying of
+/// each byte whether it is written as is, escaped, or cannot be written (a line break). One
+/// lookup per byte checks and escapes in the same pass, since every byte of every line passes
+/// through here.
+struct Element {
+    name: &'static str,
+    bytes: [u8; 256],
+}
+
+impl Element {
+    const fn new(name: &'static str, escaped: &[u8]) -> Self {
+        let mut bytes = [PLAIN; 256];
         let mut index = 0;
-        while index < bytes.len() {
-            table[bytes[index] as usize] = true;
+        while index < escaped.len() {
+            bytes[escaped[index] as usize] = ESCAPED;
             index += 1;
         }
-        Self(table)
+        bytes[b'\n' as usize] = LINE_BREAK;
+        bytes[b'\r' as usize] = LINE_BREAK;
+        Self { name, bytes }
     }
 
-    fn contains(&self, byte: u8) -> bool {
-        self.0[usize::from(byte)]
+    /// Appends `text` escaped, or refuses it if it holds a line break (then `out` may hold
+    /// part of it; [`encode`] truncates).
+    fn write(&self, text: &str, out: &mut Vec<u8>) -> Result<(), LineProtocolError> {
+        let bytes = text.as_bytes();
+        if bytes
+            .iter()
+            .all(|&byte| self.bytes[usize::from(byte)] == PLAIN)
+        {
+            out.extend_from_slice(bytes);
+            return Ok(());
+        }
+        for &byte in bytes {
+            // Every special byte is ASCII, so this never splits a UTF-8 sequence.
+            match self.bytes[usize::from(byte)] {
+                PLAIN => {}
+                ESCAPED => out.push(b'\\'),
+                _ => {
+                    return Err(LineProtocolError::LineBreak {
+                        element: self.name,
+                        text: text.replace('\n', "\\n").replace('\r', "\\r"),
+                    });
+                }
+            }
+            out.push(byte);
+        }
+        Ok(())
+    }
+
+    /// [`Element::write`] for an unquoted element, which InfluxDB's parsers refuse when it
+    /// ends in a backslash, escaped or not.
+    fn write_unquoted(&self, text: &str, out: &mut Vec<u8>) -> Result<(), LineProtocolError> {
+        if text.ends_with('\\') {
+            return Err(LineProtocolError::TrailingBackslash {
+                element: self.name,
+                text: text.to_owned(),
+            });
+        }
+        self.write(text, out)
     }
 }
 
@@ -146,19 +197,51 @@ impl Specials {
 ///
 /// Nothing is appended when the point is rejected, so a batch buffer never holds half a line.
 pub fn encode(point: &Point<'_>, out: &mut Vec<u8>) -> Result<(), LineProtocolError> {
-    check(point)?;
-    escape_into(&point.measurement, &MEASUREMENT_SPECIALS, out);
+    let start = out.len();
+    let written = write_line(point, out);
+    if written.is_err() {
+        out.truncate(start);
+    }
+    written
+}
+
+/// Writes the line, checking each element as it goes, in the order the elements appear.
+fn write_line(point: &Point<'_>, out: &mut Vec<u8>) -> Result<(), LineProtocolError> {
+    if point.measurement.is_empty() {
+        return Err(LineProtocolError::EmptyMeasurement);
+    }
+    MEASUREMENT.write_unquoted(&point.measurement, out)?;
     for (key, value) in &point.tags {
+        if key.is_empty() {
+            return Err(LineProtocolError::EmptyKey { element: "tag" });
+        }
         out.push(b',');
-        escape_into(key, &KEY_SPECIALS, out);
+        TAG_KEY.write_unquoted(key, out)?;
+        if value.is_empty() {
+            return Err(LineProtocolError::EmptyTagValue {
+                key: (*key).to_owned(),
+            });
+        }
         out.push(b'=');
-        escape_into(value, &KEY_SPECIALS, out);
+        TAG_VALUE.write_unquoted(value, out)?;
+    }
+    if point.fields.is_empty() {
+        return Err(LineProtocolError::NoFields);
     }
     for (index, (key, value)) in point.fields.iter().enumerate() {
+        if key.is_empty() {
+            return Err(LineProtocolError::EmptyKey { element: "field" });
+        }
         out.push(if index == 0 { b' ' } else { b',' });
-        escape_into(key, &KEY_SPECIALS, out);
+        FIELD_KEY.write_unquoted(key, out)?;
         out.push(b'=');
         match value {
+            FieldValue::Float(number) if !number.is_finite() => {
+                return Err(LineProtocolError::NonFiniteField {
+                    key: (*key).to_owned(),
+                    value: *number,
+                });
+            }
             // `Display` for f64 prints the shortest text that parses back to the same value and
             // never uses an exponent; without an `i` suffix line protocol reads it as a float.
             FieldValue::Float(number) => write_float(*number, out),
@@ -173,9 +256,11 @@ pub fn encode(point: &Point<'_>, out: &mut Vec<u8>) -> Result<(), LineProtocolEr
             FieldValue::Boolean(flag) => {
                 out.extend_from_slice(if *flag { b"true" } else { b"false" });
             }
+            // Inside quotes a trailing backslash is escaped like any other, so only line
+            // breaks are unrepresentable.
             FieldValue::String(text) => {
                 out.push(b'"');
-                escape_into(text, &STRING_SPECIALS, out);
+                FIELD_STRING.write(text, out)?;
                 out.push(b'"');
             }
         }
@@ -282,83 +367,6 @@ const SHORT_DECIMAL_LIMIT: f64 = 1e9;
 /// used stays inside that with a margin on each side.
 const PLAIN_RYU_MIN: f64 = 1e-4;
 const PLAIN_RYU_END: f64 = 1e15;
-
-fn check(point: &Point<'_>) -> Result<(), LineProtocolError> {
-    if point.measurement.is_empty() {
-        return Err(LineProtocolError::EmptyMeasurement);
-    }
-    check_representable("measurement", &point.measurement)?;
-    for (key, value) in &point.tags {
-        if key.is_empty() {
-            return Err(LineProtocolError::EmptyKey { element: "tag" });
-        }
-        check_representable("tag key", key)?;
-        if value.is_empty() {
-            return Err(LineProtocolError::EmptyTagValue {
-                key: (*key).to_owned(),
-            });
-        }
-        check_representable("tag value", value)?;
-    }
-    if point.fields.is_empty() {
-        return Err(LineProtocolError::NoFields);
-    }
-    for (key, value) in &point.fields {
-        if key.is_empty() {
-            return Err(LineProtocolError::EmptyKey { element: "field" });
-        }
-        check_representable("field key", key)?;
-        match value {
-            FieldValue::Float(number) if !number.is_finite() => {
-                return Err(LineProtocolError::NonFiniteField {
-                    key: (*key).to_owned(),
-                    value: *number,
-                });
-            }
-            // Inside quotes a trailing backslash is escaped like any other, so only line
-            // breaks are unrepresentable.
-            FieldValue::String(text) => check_single_line("field value", text)?,
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-fn check_representable(element: &'static str, text: &str) -> Result<(), LineProtocolError> {
-    if text.ends_with('\\') {
-        return Err(LineProtocolError::TrailingBackslash {
-            element,
-            text: text.to_owned(),
-        });
-    }
-    check_single_line(element, text)
-}
-
-fn check_single_line(element: &'static str, text: &str) -> Result<(), LineProtocolError> {
-    // Bytes, not chars: both are ASCII, and no UTF-8 sequence contains their bytes.
-    if text.bytes().any(|byte| byte == b'\n' || byte == b'\r') {
-        return Err(LineProtocolError::LineBreak {
-            element,
-            text: text.replace('\n', "\\n").replace('\r', "\\r"),
-        });
-    }
-    Ok(())
-}
-
-fn escape_into(text: &str, specials: &Specials, out: &mut Vec<u8>) {
-    let bytes = text.as_bytes();
-    if !bytes.iter().any(|&byte| specials.contains(byte)) {
-        out.extend_from_slice(bytes);
-        return;
-    }
-    for &byte in bytes {
-        // Every special character is ASCII, so escaping byte-wise never splits a UTF-8 sequence.
-        if specials.contains(byte) {
-            out.push(b'\\');
-        }
-        out.push(byte);
-    }
-}
 
 #[cfg(test)]
 mod tests {
