@@ -19,7 +19,7 @@
 
 use serde_json::{Number, Value};
 
-use crate::record::{FlatRecord, Slot};
+use crate::record::{FlatRecord, Slot, index_from};
 
 /// A flat record is read for at most this many keys: each key of the payload is found by a
 /// linear search of the list.
@@ -334,6 +334,8 @@ impl FlatLayout {
         cursor.eat(b'{')?;
         cursor.skip_whitespace();
         if cursor.eat(b'}').is_none() {
+            // Records of one producer list their keys in one order, usually the layout's.
+            let mut expected = 0;
             loop {
                 cursor.skip_whitespace();
                 let key = cursor.raw_string()?;
@@ -342,12 +344,13 @@ impl FlatLayout {
                 cursor.skip_whitespace();
                 let value = cursor.scalar()?;
                 // A key equal to a known one is valid UTF-8 as it is; any other is checked.
-                let index = self.index_of(key);
+                let index = index_from(&self.keys, key, expected);
                 if index.is_none() {
                     std::str::from_utf8(key).ok()?;
                 }
                 match index {
                     Some(index) => {
+                        expected = index + 1;
                         let kept = slots.get_mut(index)?;
                         // The generic path keeps the last of a repeated key; let it.
                         if *kept != Slot::Absent {
@@ -367,10 +370,6 @@ impl FlatLayout {
         }
         cursor.skip_whitespace();
         cursor.at_end().then_some(())
-    }
-
-    fn index_of(&self, key: &[u8]) -> Option<usize> {
-        self.keys.iter().position(|known| known.as_bytes() == key)
     }
 }
 

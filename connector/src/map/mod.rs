@@ -282,12 +282,24 @@ impl Mapping {
     /// The keys a flat record must be read for, when this mapping can map one: every path it
     /// reads is a top-level key, and keys it does not read are ignored (`extra_fields =
     /// "ignore"`). `None` when it needs the whole object.
+    ///
+    /// They come in the order [`Mapping::map`] looks them up (measurement, tags, fields,
+    /// timestamp), which is also the order a producer usually writes them in: a
+    /// [`FlatRecord`](crate::record::FlatRecord) tries the key after the last one found first.
     pub fn flat_keys(&self) -> Option<Vec<String>> {
         let flat = self.extra_fields == ExtraFields::Ignore
             && self
                 .read_paths()
                 .all(|path| matches!(path, FieldPath::Key(_)));
-        flat.then(|| self.read_keys())
+        flat.then(|| {
+            let mut keys: Vec<String> = Vec::new();
+            for key in self.read_paths().map(FieldPath::top_level_key) {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            keys
+        })
     }
 
     /// The paths the measurement, tags, fields and timestamp read.
