@@ -16,6 +16,7 @@ use apache_avro::types::Value as AvroValue;
 use serde_json::{Map, Number, Value};
 
 use super::avro_direct::Program;
+use super::avro_direct::flat::FlatAvro;
 
 /// Why an Avro datum could not become a JSON document.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +70,13 @@ pub struct ParsedSchema {
 }
 
 impl ParsedSchema {
+    /// Every schema whose named types a datum of this one may refer to: the referenced ones
+    /// and the schema itself. Without itself, a second use of a type it defines (an enum on
+    /// two fields) is an unresolved reference on every record.
+    pub fn schemata(&self) -> Vec<&'static Schema> {
+        self.named.iter().chain([self.schema]).collect()
+    }
+
     /// The CRC-64-AVRO (Rabin) fingerprint as single-object encoding writes it (little-endian).
     pub fn single_object_fingerprint(&self) -> [u8; 8] {
         let fingerprint = self.schema.fingerprint::<apache_avro::rabin::Rabin>();
@@ -103,12 +111,12 @@ impl AvroReader {
         // of field names per record; producers mostly write with the reader schema itself.
         let reader = reader.filter(|reader| !same_schema(writer, *reader));
         let builder = GenericDatumReader::builder(writer.schema)
-            .writer_schemata(writer.named.iter().collect())
+            .writer_schemata(writer.schemata())
             .map_err(|error| error.to_string())?;
         let built = match reader {
             Some(reader) => builder
                 .reader_schema(reader.schema)
-                .reader_schemata(reader.named.iter().collect())
+                .reader_schemata(reader.schemata())
                 .map_err(|error| error.to_string())?
                 .build(),
             None => builder.build(),
@@ -137,6 +145,12 @@ impl AvroReader {
             Some(program) => program.read(datum),
             None => self.read_generic(datum),
         }
+    }
+
+    /// The flat reader for a mapping that reads `keys`, when records are decoded directly and
+    /// the schema is a record of scalars (see [`FlatAvro`]).
+    pub fn flat(&self, keys: &[String]) -> Option<FlatAvro> {
+        self.direct.as_ref()?.flat(keys)
     }
 
     /// Whether records are decoded by the compiled program rather than the generic reader.

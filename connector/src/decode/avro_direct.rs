@@ -40,6 +40,8 @@ use serde_json::{Map, Number, Value};
 
 use super::avro::{AvroError, ParsedSchema, left_over, pointer_or_root, push_pointer_token};
 
+pub mod flat;
+
 /// Deepest nesting of containers (records, arrays, maps, unions) a datum may have. Only a
 /// recursive schema lets a datum nest deeper than the schema's own text, and such a datum is
 /// refused rather than allowed to exhaust the stack (the generic path has no bound). JSON
@@ -147,7 +149,7 @@ impl Program {
     pub fn compile(writer: ParsedSchema) -> Result<Self, CompileError> {
         // The generic reader is built with exactly these names (`writer_schemata`), so a
         // reference resolves here if and only if it resolves there.
-        let resolved = ResolvedSchema::new_with_schemata(writer.named.iter().collect())
+        let resolved = ResolvedSchema::new_with_schemata(writer.schemata())
             .map_err(|_| CompileError::NotCovered("schema with conflicting named types"))?;
         let mut compiler = Compiler {
             names: resolved.get_names(),

@@ -9,6 +9,11 @@
 //!   registry and resolved to the local reader schema when one is configured;
 //! - raw Avro and Avro single-object encoding, with local schemas.
 //!
+//! Records the mapping can read flat (top-level keys only) first try the fast path,
+//! [`Decoder::read_flat`]: [`flat`] for JSON, [`FlatAvro`] for Avro records of scalars. It
+//! reads only the keys the mapping wants, never rejects, and leaves whatever it is not sure of
+//! to the generic decoding, which stays the reference and explains every rejection.
+//!
 //! Registry schemas are fetched by [`crate::registry`]; this module only holds what was
 //! fetched. A record whose schema is not known yet comes back as
 //! [`DecodeFailure::NeedsSchema`]: not a bad record, just one that must wait.
@@ -25,6 +30,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 pub use self::avro::{AvroError, AvroReader, ParsedSchema};
+pub use self::avro_direct::flat::FlatAvro;
 use self::flat::{FlatLayout, FlatSchema};
 pub use self::framing::{Envelope, SchemaKey, VALUE_SCHEMA_ID_HEADER};
 use crate::record::FlatRecord;
@@ -466,6 +472,46 @@ impl LocalAvro {
     }
 }
 
+/// The fast path's reader for one registry schema.
+#[derive(Debug)]
+enum FlatReader {
+    Json(FlatLayout),
+    Avro(FlatAvro),
+}
+
+impl FlatReader {
+    fn read<'r>(&'r self, body: &'r [u8]) -> Option<FlatRecord<'r>> {
+        match self {
+            FlatReader::Json(layout) => layout.read(body),
+            FlatReader::Avro(avro) => avro.read(body),
+        }
+    }
+}
+
+/// The fast path's readers for the local Avro schemas, built from [`LocalAvro`].
+#[derive(Debug, Default)]
+struct LocalFlatAvro {
+    raw: Option<FlatAvro>,
+    by_fingerprint: HashMap<[u8; 8], FlatAvro, KeyHashing>,
+}
+
+impl LocalFlatAvro {
+    fn new(local: &LocalAvro, keys: &[String]) -> Self {
+        LocalFlatAvro {
+            raw: local.raw.as_ref().and_then(|reader| reader.flat(keys)),
+            by_fingerprint: local
+                .by_fingerprint
+                .iter()
+                .filter_map(|(fingerprint, reader)| Some((*fingerprint, reader.flat(keys)?)))
+                .collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.raw.is_none() && self.by_fingerprint.is_empty()
+    }
+}
+
 /// Decodes and validates record values. Built once; local schemas are compiled once, and
 /// registry schemas once per id as they are learnt.
 pub struct Decoder {
@@ -477,8 +523,10 @@ pub struct Decoder {
     flat: Option<FlatLayout>,
     /// The keys the mapping reads, when it can map a flat record.
     flat_keys: Option<Vec<String>>,
-    /// How registry-framed JSON records of each schema are read on the fast path.
-    registry_flat: HashMap<SchemaKey, FlatLayout, KeyHashing>,
+    /// How registry-framed records of each schema are read on the fast path.
+    registry_flat: HashMap<SchemaKey, FlatReader, KeyHashing>,
+    /// How raw and single-object Avro records are read on the fast path.
+    local_flat_avro: LocalFlatAvro,
     validate_registry_json_locally: bool,
     local_avro: LocalAvro,
     /// Without a registry, a Confluent-framed payload is read as JSON and validated locally.
@@ -511,6 +559,7 @@ impl Decoder {
             flat: None,
             flat_keys: None,
             registry_flat: HashMap::default(),
+            local_flat_avro: LocalFlatAvro::default(),
             validate_registry_json_locally: false,
             local_avro: LocalAvro::default(),
             registry: false,
@@ -518,21 +567,22 @@ impl Decoder {
         })
     }
 
-    /// Reads plain JSON records on the fast path ([`flat`]) for a mapping that reads
-    /// `mapping_keys` (see [`Mapping::flat_keys`](crate::map::Mapping::flat_keys)), when the
-    /// local JSON Schema, if any, compiles to per-key rules.
+    /// Reads records on the fast path for a mapping that reads `mapping_keys` (see
+    /// [`Mapping::flat_keys`](crate::map::Mapping::flat_keys)): plain JSON ([`flat`]) when the
+    /// local JSON Schema, if any, compiles to per-key rules; registry-framed JSON likewise;
+    /// Avro ([`FlatAvro`]) when the writer schema is a record of scalars decoded directly.
     pub fn with_flat_keys(mut self, mapping_keys: Vec<String>) -> Self {
-        if matches!(self.format, WireFormat::Avro | WireFormat::AvroSingleObject) {
-            // Never JSON: no record would take the fast path.
-            return self;
+        // Avro formats are never plain JSON: no record would take that layout.
+        if !matches!(self.format, WireFormat::Avro | WireFormat::AvroSingleObject) {
+            self.flat = match (&self.local_json, &self.local_flat_schema) {
+                (None, _) => FlatLayout::new(mapping_keys.clone(), None),
+                (Some(_), Some(schema)) => FlatLayout::new(mapping_keys.clone(), Some(schema)),
+                (Some(_), None) => None,
+            };
         }
-        self.flat = match (&self.local_json, &self.local_flat_schema) {
-            (None, _) => FlatLayout::new(mapping_keys.clone(), None),
-            (Some(_), Some(schema)) => FlatLayout::new(mapping_keys.clone(), Some(schema)),
-            (Some(_), None) => None,
-        };
+        self.local_flat_avro = LocalFlatAvro::new(&self.local_avro, &mapping_keys);
         self.flat_keys = Some(mapping_keys);
-        let learnt: Vec<(SchemaKey, FlatLayout)> = self
+        let learnt: Vec<(SchemaKey, FlatReader)> = self
             .schemas
             .iter()
             .filter_map(|(key, schema)| Some((*key, self.registry_layout(schema)?)))
@@ -541,16 +591,16 @@ impl Decoder {
         self
     }
 
-    /// Reads a JSON record on the fast path, with the registry schema it was checked against
-    /// if it is registry-framed; `None` when it must be decoded the generic way
-    /// ([`Decoder::decode_with_header`]): another wire format, a registry schema not learnt
-    /// yet, no fast path for this mapping and schema, or a record the fast path is not sure of.
+    /// Reads a record on the fast path, with the registry schema it was read with if it is
+    /// registry-framed; `None` when it must be decoded the generic way
+    /// ([`Decoder::decode_with_header`]): a registry schema not learnt yet, no fast path for
+    /// this mapping and schema, or a record the fast path is not sure of.
     pub fn read_flat<'r>(
         &'r self,
         payload: Option<&'r [u8]>,
         schema_header: Option<&[u8]>,
     ) -> Option<(FlatRecord<'r>, Option<SchemaKey>)> {
-        if self.flat.is_none() && self.registry_flat.is_empty() {
+        if self.flat.is_none() && self.registry_flat.is_empty() && self.local_flat_avro.is_empty() {
             return None;
         }
         match framing::parse(self.format, payload, schema_header).ok()? {
@@ -558,13 +608,26 @@ impl Decoder {
             Envelope::Registry { key, body } if self.registry => {
                 Some((self.registry_flat.get(&key)?.read(body)?, Some(key)))
             }
-            _ => None,
+            Envelope::Registry { .. } => None,
+            Envelope::RawAvro(datum) => {
+                Some((self.local_flat_avro.raw.as_ref()?.read(datum)?, None))
+            }
+            Envelope::SingleObject { fingerprint, body } => Some((
+                self.local_flat_avro
+                    .by_fingerprint
+                    .get(&fingerprint)?
+                    .read(body)?,
+                None,
+            )),
         }
     }
 
     /// Reads Avro with these local schemas.
     pub fn with_local_avro(mut self, local_avro: LocalAvro) -> Self {
         self.local_avro = local_avro;
+        if let Some(keys) = &self.flat_keys {
+            self.local_flat_avro = LocalFlatAvro::new(&self.local_avro, keys);
+        }
         self
     }
 
@@ -590,14 +653,17 @@ impl Decoder {
         self.schemas.insert(key, schema);
     }
 
-    /// The fast path's layout for records framed with `schema`, if it has one. It checks one
-    /// schema: when the local one applies too, such records go the generic way.
-    fn registry_layout(&self, schema: &CachedSchema) -> Option<FlatLayout> {
+    /// The fast path's reader for records framed with `schema`, if it has one. A JSON layout
+    /// checks one schema: when the local one applies too, such records go the generic way.
+    fn registry_layout(&self, schema: &CachedSchema) -> Option<FlatReader> {
         match (schema, &self.flat_keys) {
             (CachedSchema::Ready(RegistrySchema::Json(_, Some(rules))), Some(keys))
                 if !self.validate_registry_json_locally =>
             {
-                FlatLayout::new(keys.clone(), Some(rules))
+                FlatLayout::new(keys.clone(), Some(rules)).map(FlatReader::Json)
+            }
+            (CachedSchema::Ready(RegistrySchema::Avro(reader)), Some(keys)) => {
+                reader.flat(keys).map(FlatReader::Avro)
             }
             _ => None,
         }

@@ -13,6 +13,8 @@ use serde_json::json;
 
 use super::*;
 use crate::decode::avro::{AvroReader, parse_schema};
+use crate::map::FieldPath;
+use crate::record::{Fields, Scalar};
 
 const GENERATOR: &str = include_str!("../../../../schemas/generator.avsc");
 
@@ -80,6 +82,24 @@ const REUSED_NAME: &str = r#"{"type": "record", "name": "Pair", "fields": [
     {"name": "first", "type": {"type": "enum", "name": "Colour", "symbols": ["RED", "GREEN"]}},
     {"name": "second", "type": ["null", "Colour"]}]}"#;
 
+/// A record of every scalar the flat reader takes: primitives, logical types stored in them,
+/// enums and unions of scalars.
+const FLAT: &str = r#"{"type": "record", "name": "Flat", "fields": [
+    {"name": "id", "type": "string"},
+    {"name": "flag", "type": "boolean"},
+    {"name": "count", "type": "int"},
+    {"name": "total", "type": "long"},
+    {"name": "ratio", "type": "float"},
+    {"name": "value", "type": "double"},
+    {"name": "nothing", "type": "null"},
+    {"name": "state", "type": {"type": "enum", "name": "State", "symbols": ["OFF", "ON", "FAULT"]}},
+    {"name": "site", "type": ["null", "string"]},
+    {"name": "level", "type": ["null", "double", "string", "boolean", "long"]},
+    {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+    {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "last", "type": ["null", "State"]}
+  ]}"#;
+
 /// Schemas that are not records.
 const ROOTS: [&str; 5] = [
     r#"["null", "double"]"#,
@@ -111,6 +131,7 @@ fn cases() -> Vec<Case> {
         case(UNSUPPORTED, &[]),
         case(LIST, &[LIST_NODE]),
         case(REUSED_NAME, &[]),
+        case(FLAT, &[]),
     ];
     cases.extend(ROOTS.iter().map(|text| case(text, &[])));
     cases
@@ -323,9 +344,76 @@ fn text() -> impl Strategy<Value = String> {
     prop_oneof!["[a-z0-9 ]{0,10}", ".{0,6}"]
 }
 
-/// The direct decoder gives what the generic path gives for `datum`.
+/// The keys a mapping might read of `case`: every field and one the schema lacks, or every
+/// other field (the rest are decoded and skipped). Empty for a root that is not a record.
+fn key_sets(case: &Case) -> [Vec<String>; 2] {
+    let Schema::Record(record) = case.schema.schema else {
+        return [Vec::new(), Vec::new()];
+    };
+    let names: Vec<String> = record
+        .fields
+        .iter()
+        .map(|field| field.name.clone())
+        .collect();
+    let mut all = names.clone();
+    all.push("absent".to_owned());
+    [all, names.into_iter().step_by(2).collect()]
+}
+
+/// What the flat reader takes of `datum` is what the direct decoder gives, key by key: the
+/// same scalar, numbers of the same kind and bits.
+fn assert_flat_agrees(case: &Case, datum: &[u8], direct: &Result<Value, AvroError>) {
+    for keys in key_sets(case) {
+        let Some(flat) = case.reader.flat(&keys) else {
+            continue;
+        };
+        let Some(record) = flat.read(datum) else {
+            continue;
+        };
+        let Ok(object) = direct else {
+            panic!("flat reader took {datum:02x?}, which decodes to {direct:?}");
+        };
+        for key in &keys {
+            let path = FieldPath::Key(key.clone());
+            let (taken, expected) = ((&record).get(&path), Fields::get(object, &path));
+            assert_eq!(taken, expected, "key {key} of {datum:02x?}");
+            if let (Some(Scalar::Number(taken)), Some(Scalar::Number(expected))) = (taken, expected)
+            {
+                assert_eq!(
+                    (
+                        taken.as_f64().map(f64::to_bits),
+                        taken.is_u64(),
+                        taken.is_i64()
+                    ),
+                    (
+                        expected.as_f64().map(f64::to_bits),
+                        expected.is_u64(),
+                        expected.is_i64()
+                    ),
+                    "key {key} of {datum:02x?}"
+                );
+            }
+        }
+    }
+}
+
+/// A clean datum of a flat schema is taken flat.
+fn assert_flat_takes_clean(case: &Case, datum: &[u8]) {
+    if case.reader.read(datum).is_err() {
+        return;
+    }
+    for keys in key_sets(case) {
+        if let Some(flat) = case.reader.flat(&keys) {
+            assert!(flat.read(datum).is_some(), "{datum:02x?} not taken flat");
+        }
+    }
+}
+
+/// The direct decoder gives what the generic path gives for `datum`, and the flat reader, for
+/// schemas it takes, agrees.
 fn assert_same(case: &Case, datum: &[u8]) {
     let direct = case.reader.read(datum);
+    assert_flat_agrees(case, datum, &direct);
     let generic = case.reader.read_generic(datum);
     if direct == generic {
         return;
@@ -390,6 +478,7 @@ proptest! {
         let cases = cases();
         let case = &cases[index];
         let datum = case.encode(&value);
+        assert_flat_takes_clean(case, &datum);
         assert_same_mutated(case, &datum, position, byte);
     }
 
@@ -710,28 +799,6 @@ fn recursion_is_followed_and_bounded() {
     );
 }
 
-/// The reader's names are those of the referenced schemas only (as the generic reader is
-/// built), so a reference to a type the schema itself defines fails on both paths alike.
-#[test]
-fn references_resolve_exactly_as_the_generic_reader_resolves_them() {
-    let reused = case(REUSED_NAME, &[]);
-    let first_only = [long(1), long(0)].concat();
-    assert_eq!(
-        reused.reader.read(&first_only).unwrap(),
-        json!({"first": "GREEN", "second": null})
-    );
-    let both = [long(1), long(1), long(0)].concat();
-    // A defect of the generic reader's set-up, kept here so that the two paths agree: the
-    // writer schema's own names are not among those references resolve against.
-    assert_eq!(
-        reused.reader.read(&both),
-        Err(AvroError::Invalid(
-            "Unresolved schema reference: Colour".into()
-        ))
-    );
-    assert_eq!(reused.reader.read(&both), reused.reader.read_generic(&both));
-}
-
 #[test]
 fn big_decimal_keeps_the_generic_path() {
     let schema = parse_schema(r#"{"type": "bytes", "logicalType": "big-decimal"}"#, &[]).unwrap();
@@ -799,4 +866,90 @@ fn uuid_schema_kinds_are_compiled() {
     .unwrap();
     assert!(matches!(fixed.schema, Schema::Uuid(UuidSchema::Fixed(_))));
     assert!(Program::compile(fixed).is_ok());
+}
+
+#[test]
+fn records_of_scalars_are_read_flat_and_others_are_not() {
+    let keys = |names: &[&str]| {
+        names
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect::<Vec<_>>()
+    };
+    for text in [GENERATOR, FLAT, REUSED_NAME] {
+        assert!(
+            case(text, &[]).reader.flat(&keys(&["id"])).is_some(),
+            "{text}"
+        );
+    }
+    // Nested records, arrays, maps, bytes, uuids, decimals, and roots that are not records.
+    for text in [KITCHEN_SINK, LOGICAL, UNSUPPORTED]
+        .into_iter()
+        .chain(ROOTS)
+    {
+        assert!(
+            case(text, &[]).reader.flat(&keys(&["id"])).is_none(),
+            "{text}"
+        );
+    }
+    assert!(
+        case(LIST, &[LIST_NODE])
+            .reader
+            .flat(&keys(&["name"]))
+            .is_none()
+    );
+}
+
+#[test]
+fn a_generator_record_read_flat_holds_what_the_mapping_reads() {
+    let generator = case(GENERATOR, &[]);
+    let mut record = apache_avro::types::Record::new(generator.schema.schema).unwrap();
+    record.put("generatorID", "gen-7");
+    record.put("lat", 51.5);
+    record.put("lon", -0.12);
+    record.put("temperature", 36.2);
+    record.put("pressure", 1.02);
+    record.put("fuel", 400.5);
+    let datum = generator.encode(&record.into());
+    let keys: Vec<String> = ["generatorID", "fuel", "site"].map(str::to_owned).to_vec();
+    let flat = generator.reader.flat(&keys).unwrap();
+    let read = flat.read(&datum).unwrap();
+    let get = |key: &str| (&read).get(&FieldPath::Key(key.to_owned()));
+    assert_eq!(get("generatorID"), Some(Scalar::String("gen-7")));
+    assert_eq!(
+        get("fuel"),
+        Some(Scalar::Number(&Number::from_f64(400.5).unwrap()))
+    );
+    assert_eq!(get("site"), None);
+    // Bytes left over, a cut-off datum and a NaN all go the other way.
+    assert!(flat.read(&[datum.as_slice(), &[0]].concat()).is_none());
+    assert!(flat.read(&datum[..datum.len() - 1]).is_none());
+    let mut nan = datum.clone();
+    let fuel_at = nan.len() - 8;
+    nan[fuel_at..].copy_from_slice(&f64::NAN.to_le_bytes());
+    assert!(flat.read(&nan).is_none());
+    assert!(matches!(
+        generator.reader.read(&nan),
+        Err(AvroError::NonFinite { .. })
+    ));
+}
+/// A schema's second use of a type it defines itself is a reference to it. Both paths once
+/// refused every such record as an unresolved reference, with registry references or without.
+#[test]
+fn a_named_type_used_twice_decodes_on_both_paths() {
+    // first: GREEN (index 1); second: the union's `Colour` branch, RED.
+    let datum = [2u8, 2, 0];
+    let expected = json!({"first": "GREEN", "second": "RED"});
+    let reused = case(REUSED_NAME, &[]);
+    assert_eq!(reused.reader.read(&datum).unwrap(), expected);
+    assert_eq!(reused.reader.read_generic(&datum).unwrap(), expected);
+    let with_reference = r#"{"type": "record", "name": "Pair", "fields": [
+        {"name": "first", "type": {"type": "enum", "name": "Colour", "symbols": ["RED", "GREEN"]}},
+        {"name": "second", "type": ["null", "Colour"]},
+        {"name": "head", "type": ["null", "list.Node"]}]}"#;
+    let referencing = case(with_reference, &[LIST_NODE]);
+    let datum = [2u8, 2, 0, 0];
+    let expected = json!({"first": "GREEN", "second": "RED", "head": null});
+    assert_eq!(referencing.reader.read(&datum).unwrap(), expected);
+    assert_eq!(referencing.reader.read_generic(&datum).unwrap(), expected);
 }
