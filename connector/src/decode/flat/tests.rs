@@ -593,3 +593,51 @@ fn registry_json_also_checked_locally_goes_the_generic_way() {
             .is_none()
     );
 }
+
+#[test]
+fn registry_avro_reads_flat_and_a_nan_goes_the_generic_way_with_its_reason() {
+    use crate::decode::{
+        CachedSchema, DecodeFailure, Decoder, FetchedSchema, RegistrySchema, SchemaKey, WireFormat,
+    };
+    let text = include_str!("../../../../schemas/generator.avsc");
+    let fetched = FetchedSchema {
+        schema_type: Some("AVRO".into()),
+        schema: text.into(),
+        references: vec![],
+    };
+    let schema = RegistrySchema::compile(&fetched, None).expect("compiles");
+    let mut decoder = Decoder::new(WireFormat::Confluent, None)
+        .unwrap()
+        .with_registry(false)
+        .with_flat_keys(GENERATOR_KEYS.map(str::to_owned).to_vec());
+    decoder.learn(SchemaKey::Id(9), CachedSchema::Ready(schema));
+    let avro_schema = apache_avro::Schema::parse_str(text).unwrap();
+    let datum = |fuel: f64| {
+        let mut record = apache_avro::types::Record::new(&avro_schema).unwrap();
+        record.put("generatorID", "gen-7");
+        record.put("lat", 51.5);
+        record.put("lon", -0.12);
+        record.put("temperature", 36.2);
+        record.put("pressure", 1.02);
+        record.put("fuel", fuel);
+        let mut framed = vec![0, 0, 0, 0, 9];
+        framed.extend(apache_avro::to_avro_datum(&avro_schema, record).unwrap());
+        framed
+    };
+    let good = datum(400.5);
+    let (record, key) = decoder.read_flat(Some(&good), None).expect("flat");
+    assert_eq!(key, Some(SchemaKey::Id(9)));
+    assert_eq!(record.slot("generatorID"), Some(&Slot::String("gen-7")));
+    assert_eq!(
+        record.slot("fuel"),
+        Some(&Slot::Number(Number::from_f64(400.5).unwrap()))
+    );
+    let nan = datum(f64::NAN);
+    assert!(decoder.read_flat(Some(&nan), None).is_none());
+    match decoder.decode_with_header(Some(&nan), None) {
+        Err(DecodeFailure::Rejected(error)) => {
+            assert!(error.to_string().contains("fuel"), "{error}")
+        }
+        other => panic!("NaN decoded as {other:?}"),
+    }
+}
