@@ -621,7 +621,12 @@ fn registry_avro_reads_flat_and_a_nan_goes_the_generic_way_with_its_reason() {
         record.put("pressure", 1.02);
         record.put("fuel", fuel);
         let mut framed = vec![0, 0, 0, 0, 9];
-        framed.extend(apache_avro::to_avro_datum(&avro_schema, record).unwrap());
+        let datum = apache_avro::writer::datum::GenericDatumWriter::builder(&avro_schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(apache_avro::types::Value::from(record))
+            .unwrap();
+        framed.extend(datum);
         framed
     };
     let good = datum(400.5);
