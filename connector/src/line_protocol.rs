@@ -125,7 +125,7 @@ const FIELD_KEY: Element = Element::new("field key", KEY_SPECIALS);
 const FIELD_STRING: Element = Element::new("field value", b"\"\\");
 const KEY_SPECIALS: &[u8] = b",= \\";
 
-/// What a byte is in one kind of element.
+// What a byte is in one kind of element.
 const PLAIN: u8 = 0;
 const ESCAPED: u8 = 1;
 const LINE_BREAK: u8 = 2;

@@ -312,6 +312,20 @@ pub(crate) fn encode_datum(
         .write_value_to_vec(value)
 }
 
+/// A generator reading with this id and fuel level, encoded with `schema` (tests).
+#[cfg(test)]
+pub(crate) fn generator_datum(schema: &Schema, id: &str, fuel: f64) -> Vec<u8> {
+    let mut record = apache_avro::types::Record::new(schema)
+        .unwrap_or_else(|| panic!("not a record schema: {schema:?}"));
+    record.put("generatorID", id);
+    record.put("lat", 51.5);
+    record.put("lon", -0.12);
+    record.put("temperature", 36.2);
+    record.put("pressure", 1.02);
+    record.put("fuel", fuel);
+    encode_datum(schema, record).unwrap_or_else(|error| panic!("encoding a reading: {error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,22 +338,13 @@ mod tests {
         parse_schema(text, &[]).unwrap()
     }
 
-    fn generator_datum(schema: &Schema, fuel: f64) -> Vec<u8> {
-        let mut record = Record::new(schema).unwrap();
-        record.put("generatorID", "gen-7");
-        record.put("lat", 51.5);
-        record.put("lon", -0.12);
-        record.put("temperature", 36.2);
-        record.put("pressure", 1.02);
-        record.put("fuel", fuel);
-        encode_datum(schema, record).unwrap()
-    }
-
     #[test]
     fn decodes_a_generator_record_to_json() {
         let schema = parsed(GENERATOR);
         let reader = AvroReader::new(schema, None).unwrap();
-        let value = reader.read(&generator_datum(schema.schema, 400.5)).unwrap();
+        let value = reader
+            .read(&generator_datum(schema.schema, "gen-7", 400.5))
+            .unwrap();
         assert_eq!(
             value,
             json!({"generatorID": "gen-7", "lat": 51.5, "lon": -0.12, "temperature": 36.2,
@@ -351,7 +356,7 @@ mod tests {
     fn left_over_bytes_and_truncation_are_invalid() {
         let schema = parsed(GENERATOR);
         let reader = AvroReader::new(schema, None).unwrap();
-        let mut datum = generator_datum(schema.schema, 1.0);
+        let mut datum = generator_datum(schema.schema, "gen-7", 1.0);
         datum.push(0);
         assert!(
             matches!(reader.read(&datum), Err(AvroError::Invalid(m)) if m.contains("left over"))
@@ -366,7 +371,7 @@ mod tests {
         let schema = parsed(GENERATOR);
         let reader = AvroReader::new(schema, None).unwrap();
         let error = reader
-            .read(&generator_datum(schema.schema, f64::NAN))
+            .read(&generator_datum(schema.schema, "gen-7", f64::NAN))
             .unwrap_err();
         assert_eq!(
             error,
@@ -392,7 +397,7 @@ mod tests {
         );
         assert!(!same_schema(long, timestamp));
         assert!(!same_schema(long, defaulted));
-        let datum = generator_datum(generator.schema, 400.5);
+        let datum = generator_datum(generator.schema, "gen-7", 400.5);
         let resolved = AvroReader::new(generator, Some(parsed(GENERATOR))).unwrap();
         let plain = AvroReader::new(generator, None).unwrap();
         assert_eq!(resolved.read(&datum).unwrap(), plain.read(&datum).unwrap());

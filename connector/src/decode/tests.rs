@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::decode::avro::encode_datum;
+use crate::decode::avro::{encode_datum, generator_datum};
 
 const GENERATOR_AVSC: &str = include_str!("../../../schemas/generator.avsc");
 
@@ -31,17 +31,6 @@ fn rejected(result: Result<Decoded, DecodeFailure>) -> DecodeError {
         Err(DecodeFailure::Rejected(error)) => error,
         other => panic!("expected a rejection, got {other:?}"),
     }
-}
-
-fn generator_datum(schema: &apache_avro::Schema, id: &str, fuel: f64) -> Vec<u8> {
-    let mut record = Record::new(schema).unwrap();
-    record.put("generatorID", id);
-    record.put("lat", 51.5);
-    record.put("lon", -0.12);
-    record.put("temperature", 36.2);
-    record.put("pressure", 1.02);
-    record.put("fuel", fuel);
-    encode_datum(schema, record).unwrap()
 }
 
 fn fetched(schema_type: Option<&str>, schema: &str) -> FetchedSchema {

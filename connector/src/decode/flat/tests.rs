@@ -596,6 +596,7 @@ fn registry_json_also_checked_locally_goes_the_generic_way() {
 
 #[test]
 fn registry_avro_reads_flat_and_a_nan_goes_the_generic_way_with_its_reason() {
+    use crate::decode::avro::generator_datum;
     use crate::decode::{
         CachedSchema, DecodeFailure, Decoder, FetchedSchema, RegistrySchema, SchemaKey, WireFormat,
     };
@@ -613,20 +614,8 @@ fn registry_avro_reads_flat_and_a_nan_goes_the_generic_way_with_its_reason() {
     decoder.learn(SchemaKey::Id(9), CachedSchema::Ready(schema));
     let avro_schema = apache_avro::Schema::parse_str(text).unwrap();
     let datum = |fuel: f64| {
-        let mut record = apache_avro::types::Record::new(&avro_schema).unwrap();
-        record.put("generatorID", "gen-7");
-        record.put("lat", 51.5);
-        record.put("lon", -0.12);
-        record.put("temperature", 36.2);
-        record.put("pressure", 1.02);
-        record.put("fuel", fuel);
         let mut framed = vec![0, 0, 0, 0, 9];
-        let datum = apache_avro::writer::datum::GenericDatumWriter::builder(&avro_schema)
-            .build()
-            .unwrap()
-            .write_value_to_vec(apache_avro::types::Value::from(record))
-            .unwrap();
-        framed.extend(datum);
+        framed.extend(generator_datum(&avro_schema, "gen-7", fuel));
         framed
     };
     let good = datum(400.5);
