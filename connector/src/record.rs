@@ -96,12 +96,19 @@ pub enum Slot<'r> {
     String(&'r str),
 }
 
+/// The slots of a [`FlatRecord`], one per key. Held inline up to a typical record's keys: a
+/// heap allocation and its release, per record, would cost more than the record's mapping.
+pub type Slots<'r> = smallvec::SmallVec<[Slot<'r>; INLINE_SLOTS]>;
+
+/// Keys a [`FlatRecord`] holds without allocating (the generator record has six).
+pub const INLINE_SLOTS: usize = 8;
+
 /// A JSON object read flat: one [`Slot`] per key of a fixed list, the keys the mapping reads
 /// and the schema's checks name. Built by [`crate::decode::flat::FlatLayout::read`].
 #[derive(Debug)]
 pub struct FlatRecord<'r> {
     keys: &'r [String],
-    slots: Vec<Slot<'r>>,
+    slots: Slots<'r>,
     /// The key after the last one looked up: the mapping looks keys up in the order they are
     /// listed, so this is usually the next one asked for, found with one comparison.
     next: Cell<usize>,
@@ -109,7 +116,7 @@ pub struct FlatRecord<'r> {
 
 impl<'r> FlatRecord<'r> {
     /// A record of `slots`, one per key of `keys`, in order.
-    pub fn new(keys: &'r [String], slots: Vec<Slot<'r>>) -> Self {
+    pub fn new(keys: &'r [String], slots: Slots<'r>) -> Self {
         debug_assert_eq!(keys.len(), slots.len());
         Self {
             keys,

@@ -19,7 +19,7 @@
 
 use serde_json::{Number, Value};
 
-use crate::record::{FlatRecord, Slot, index_from};
+use crate::record::{FlatRecord, Slot, Slots, index_from};
 
 /// A flat record is read for at most this many keys: each key of the payload is found by a
 /// linear search of the list.
@@ -316,7 +316,7 @@ impl FlatLayout {
     /// Reads `json` flat, or `None` when the generic path must take it (see the module
     /// documentation).
     pub fn read<'r>(&'r self, json: &'r [u8]) -> Option<FlatRecord<'r>> {
-        let mut slots = vec![Slot::Absent; self.keys.len()];
+        let mut slots: Slots<'_> = smallvec::smallvec![Slot::Absent; self.keys.len()];
         self.read_object(&mut Cursor { bytes: json, at: 0 }, &mut slots)?;
         let valid = slots.iter().enumerate().all(|(index, slot)| {
             let rule = self.rules[index].as_ref();
@@ -353,7 +353,7 @@ impl FlatLayout {
                         expected = index + 1;
                         let kept = slots.get_mut(index)?;
                         // The generic path keeps the last of a repeated key; let it.
-                        if *kept != Slot::Absent {
+                        if !matches!(kept, Slot::Absent) {
                             return None;
                         }
                         *kept = value;

@@ -15,7 +15,7 @@
 use serde_json::Number;
 
 use super::{Node, NodeId, Program, read_int, read_long, take, take_array};
-use crate::record::{FlatRecord, Slot};
+use crate::record::{FlatRecord, Slot, Slots};
 
 /// A writer schema's record compiled for the keys a mapping reads.
 #[derive(Debug, Clone)]
@@ -111,7 +111,7 @@ impl FlatAvro {
     /// sends it the other way (see the module documentation).
     pub fn read<'r>(&'r self, datum: &'r [u8]) -> Option<FlatRecord<'r>> {
         let mut input = datum;
-        let mut slots = vec![Slot::Absent; self.keys.len()];
+        let mut slots: Slots<'_> = smallvec::smallvec![Slot::Absent; self.keys.len()];
         for field in &self.fields {
             let scalar = match &field.step {
                 Step::Scalar(scalar) => scalar,
