@@ -317,23 +317,26 @@ fn write_short_decimal(number: f64, out: &mut Vec<u8>) -> bool {
             if scaled < 0 {
                 out.push(b'-');
             }
-            let digits = scaled.unsigned_abs();
-            let unit = 10u64.pow(decimals);
-            out.extend_from_slice(itoa::Buffer::new().format(digits / unit).as_bytes());
-            let mut fraction = digits % unit;
-            if fraction != 0 {
-                let mut places = decimals;
-                while fraction % 10 == 0 {
-                    fraction /= 10;
-                    places -= 1;
-                }
+            let mut digits = scaled.unsigned_abs();
+            let mut places = decimals as usize;
+            while places > 0 && digits % 10 == 0 {
+                digits /= 10;
+                places -= 1;
+            }
+            // The digits once, the point put in: `5147` with two places is `51.47`.
+            let mut buffer = itoa::Buffer::new();
+            let text = buffer.format(digits).as_bytes();
+            if places == 0 {
+                out.extend_from_slice(text);
+            } else if text.len() > places {
+                let (whole, fraction) = text.split_at(text.len() - places);
+                out.extend_from_slice(whole);
                 out.push(b'.');
-                let mut buffer = itoa::Buffer::new();
-                let text = buffer.format(fraction);
-                for _ in text.len()..places as usize {
-                    out.push(b'0');
-                }
-                out.extend_from_slice(text.as_bytes());
+                out.extend_from_slice(fraction);
+            } else {
+                out.extend_from_slice(b"0.");
+                out.extend(std::iter::repeat_n(b'0', places - text.len()));
+                out.extend_from_slice(text);
             }
             return true;
         }
