@@ -154,6 +154,7 @@ impl Element {
 
     /// Appends `text` escaped, or refuses it if it holds a line break (then `out` may hold
     /// part of it; [`encode`] truncates).
+    #[inline]
     fn write(&self, text: &str, out: &mut Vec<u8>) -> Result<(), LineProtocolError> {
         let bytes = text.as_bytes();
         if bytes
@@ -163,7 +164,15 @@ impl Element {
             out.extend_from_slice(bytes);
             return Ok(());
         }
-        for &byte in bytes {
+        self.write_escaping(text, out)
+    }
+
+    /// [`Element::write`] for text that needs escaping or holds a line break: rare, and kept
+    /// out of line so that the common case inlines.
+    #[cold]
+    #[inline(never)]
+    fn write_escaping(&self, text: &str, out: &mut Vec<u8>) -> Result<(), LineProtocolError> {
+        for &byte in text.as_bytes() {
             // Every special byte is ASCII, so this never splits a UTF-8 sequence.
             match self.bytes[usize::from(byte)] {
                 PLAIN => {}
@@ -182,14 +191,20 @@ impl Element {
 
     /// [`Element::write`] for an unquoted element, which InfluxDB's parsers refuse when it
     /// ends in a backslash, escaped or not.
+    #[inline]
     fn write_unquoted(&self, text: &str, out: &mut Vec<u8>) -> Result<(), LineProtocolError> {
         if text.ends_with('\\') {
-            return Err(LineProtocolError::TrailingBackslash {
-                element: self.name,
-                text: text.to_owned(),
-            });
+            return Err(self.trailing_backslash(text));
         }
         self.write(text, out)
+    }
+
+    #[cold]
+    fn trailing_backslash(&self, text: &str) -> LineProtocolError {
+        LineProtocolError::TrailingBackslash {
+            element: self.name,
+            text: text.to_owned(),
+        }
     }
 }
 
