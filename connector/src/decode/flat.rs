@@ -373,6 +373,32 @@ impl FlatLayout {
     }
 }
 
+/// Where a string's text stops: the first `"`, `\\` or control character in `bytes`.
+///
+/// Every string of every record passes through here (a uuid key alone is 36 bytes), so eight
+/// bytes are tested at a time, with the classic has-zero-byte test on machine words, and only
+/// the word holding the stop is searched byte by byte.
+fn string_stop(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether some byte of `word` is below `limit` (at most 0x80): exact, no false positives.
+    let below =
+        |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS != 0;
+    let holds = |word: u64, byte: u8| below(word ^ (ONES * u64::from(byte)), 1);
+    let stops = |byte: u8| byte == b'"' || byte == b'\\' || byte < 0x20;
+    let mut words = bytes.chunks_exact(8);
+    let mut start = 0;
+    for chunk in &mut words {
+        let word = u64::from_ne_bytes(<[u8; 8]>::try_from(chunk).ok()?);
+        if below(word, 0x20) || holds(word, b'"') || holds(word, b'\\') {
+            break;
+        }
+        start += 8;
+    }
+    let position = bytes.get(start..)?.iter().position(|&byte| stops(byte))?;
+    Some(start + position)
+}
+
 /// Powers of ten a float's significand is scaled by exactly once (see [`Cursor::number`]).
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
@@ -432,9 +458,7 @@ impl<'r> Cursor<'r> {
     fn raw_string(&mut self) -> Option<&'r [u8]> {
         self.eat(b'"')?;
         let rest = self.bytes.get(self.at..)?;
-        let length = rest
-            .iter()
-            .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)?;
+        let length = string_stop(rest)?;
         if rest[length] != b'"' {
             return None;
         }

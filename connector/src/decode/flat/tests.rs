@@ -635,3 +635,38 @@ fn registry_avro_reads_flat_and_a_nan_goes_the_generic_way_with_its_reason() {
         other => panic!("NaN decoded as {other:?}"),
     }
 }
+
+proptest! {
+    /// The word-at-a-time search stops where a byte-by-byte one does, wherever the stop is
+    /// (bytes weighted towards the three stops and their neighbours, to hit every lane).
+    #[test]
+    fn a_string_stops_where_a_byte_by_byte_search_stops(
+        bytes in prop::collection::vec(
+            prop_oneof![
+                4 => any::<u8>(),
+                1 => prop::sample::select(vec![b'"', b'\\', 0x1f, 0x20, 0x21, 0x5b, 0x5d, 0x00, 0x7f, 0x80, 0xff]),
+            ],
+            0..40,
+        ),
+    ) {
+        let expected = bytes.iter().position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20);
+        prop_assert_eq!(string_stop(&bytes), expected, "{:?}", bytes);
+    }
+}
+
+#[test]
+fn a_string_stops_at_the_first_stop_in_any_lane() {
+    for stop in [b'"', b'\\', b'\n', 0x00, 0x1f] {
+        for at in 0..20 {
+            let mut bytes = vec![b'a'; 20];
+            bytes[at] = stop;
+            assert_eq!(string_stop(&bytes), Some(at), "{stop:#x} at {at}");
+        }
+    }
+    assert_eq!(string_stop(&[0x20; 17]), None, "space and above are text");
+    assert_eq!(
+        string_stop("é€😀abcdefgh".as_bytes()),
+        None,
+        "UTF-8 is text"
+    );
+}
