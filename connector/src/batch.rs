@@ -15,10 +15,12 @@
 //! The batch also keeps each generator's newest reading, for the gauges once it is durable.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::BuildHasher as _;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use hashbrown::HashTable;
 use rdkafka::message::Message;
 
 use crate::alerts::{FuelReading, GaugeReading, Level, Thresholds};
@@ -91,12 +93,18 @@ pub struct Batch {
     /// The newest reading of each generator in the batch: one entry per generator, so a
     /// generator reporting often costs no more than one reporting once. Hashed with foldhash,
     /// seeded per process: SipHash was a tenth of a record's cost with many generators.
-    latest: HashMap<String, Latest, foldhash::fast::RandomState>,
+    latest: HashTable<Latest>,
+    latest_hasher: foldhash::fast::RandomState,
+    /// The generator ids `latest` is keyed by, one after another: a large fleet puts most of
+    /// its generators in every batch, and a `String` key each was an allocation per record.
+    generator_ids: String,
 }
 
 /// A generator's newest reading in the batch.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Latest {
+    /// The generator's id, in `generator_ids`.
+    generator: Range<usize>,
     fuel: f64,
     thresholds: Thresholds,
     timestamp_ns: i64,
@@ -178,20 +186,39 @@ impl Batch {
         partition: i32,
         offset: i64,
     ) {
-        let latest = Latest {
-            fuel: reading.fuel,
-            thresholds: reading.thresholds,
-            timestamp_ns: reading.timestamp_ns,
-            topic: self.topic_index(topic),
-            partition,
-            offset,
-        };
-        match self.latest.get_mut(reading.generator) {
+        let topic = self.topic_index(topic);
+        let hash = self.latest_hasher.hash_one(reading.generator);
+        let ids = &self.generator_ids;
+        let found = self.latest.find_mut(hash, |kept| {
+            ids.get(kept.generator.clone()) == Some(reading.generator)
+        });
+        match found {
             // Same timestamp: the later record wins, as it does in InfluxDB.
-            Some(kept) if kept.timestamp_ns <= latest.timestamp_ns => *kept = latest,
+            Some(kept) if kept.timestamp_ns <= reading.timestamp_ns => {
+                kept.fuel = reading.fuel;
+                kept.thresholds = reading.thresholds;
+                kept.timestamp_ns = reading.timestamp_ns;
+                kept.topic = topic;
+                kept.partition = partition;
+                kept.offset = offset;
+            }
             Some(_) => {}
             None => {
-                self.latest.insert(reading.generator.to_owned(), latest);
+                let start = self.generator_ids.len();
+                self.generator_ids.push_str(reading.generator);
+                let latest = Latest {
+                    generator: start..self.generator_ids.len(),
+                    fuel: reading.fuel,
+                    thresholds: reading.thresholds,
+                    timestamp_ns: reading.timestamp_ns,
+                    topic,
+                    partition,
+                    offset,
+                };
+                let (ids, hasher) = (&self.generator_ids, &self.latest_hasher);
+                self.latest.insert_unique(hash, latest, |kept| {
+                    hasher.hash_one(ids.get(kept.generator.clone()).unwrap_or_default())
+                });
             }
         }
     }
@@ -398,7 +425,8 @@ impl Batch {
         &'a self,
         refused: &'a [DeadLetter],
     ) -> impl Iterator<Item = GaugeReading<'a>> + 'a {
-        self.latest.iter().filter_map(move |(generator, latest)| {
+        self.latest.iter().filter_map(move |latest| {
+            let generator = self.generator_ids.get(latest.generator.clone())?;
             let topic = self.topics.get(latest.topic)?;
             let was_refused = refused.iter().any(|letter| {
                 letter.rejection.reason != ALERT_REJECTED
@@ -457,7 +485,8 @@ impl Batch {
             line_sources: Vec::with_capacity(self.line_sources.len()),
             original_bytes: Vec::with_capacity(self.original_bytes.len()),
             next_offsets: Vec::with_capacity(self.next_offsets.len()),
-            latest: HashMap::with_capacity_and_hasher(self.latest.len(), Default::default()),
+            latest: HashTable::with_capacity(self.latest.len()),
+            generator_ids: String::with_capacity(self.generator_ids.len()),
             ..Batch::default()
         }
     }
@@ -474,6 +503,7 @@ impl Batch {
         self.opened_at = None;
         self.alert_lines = [0; 2];
         self.latest.clear();
+        self.generator_ids.clear();
     }
 }
 
