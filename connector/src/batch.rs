@@ -93,18 +93,17 @@ pub struct Batch {
     /// The newest reading of each generator in the batch: one entry per generator, so a
     /// generator reporting often costs no more than one reporting once. Hashed with foldhash,
     /// seeded per process: SipHash was a tenth of a record's cost with many generators.
-    latest: HashTable<Latest>,
+    latest: HashTable<(Range<usize>, Latest)>,
     latest_hasher: foldhash::fast::RandomState,
-    /// The generator ids `latest` is keyed by, one after another: a large fleet puts most of
-    /// its generators in every batch, and a `String` key each was an allocation per record.
+    /// The generator ids `latest` is keyed by (each entry's range), one after another: a large
+    /// fleet puts most of its generators in every batch, and a `String` key each was an
+    /// allocation per record.
     generator_ids: String,
 }
 
 /// A generator's newest reading in the batch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Latest {
-    /// The generator's id, in `generator_ids`.
-    generator: Range<usize>,
     fuel: f64,
     thresholds: Thresholds,
     timestamp_ns: i64,
@@ -186,38 +185,30 @@ impl Batch {
         partition: i32,
         offset: i64,
     ) {
-        let topic = self.topic_index(topic);
+        let latest = Latest {
+            fuel: reading.fuel,
+            thresholds: reading.thresholds,
+            timestamp_ns: reading.timestamp_ns,
+            topic: self.topic_index(topic),
+            partition,
+            offset,
+        };
         let hash = self.latest_hasher.hash_one(reading.generator);
         let ids = &self.generator_ids;
-        let found = self.latest.find_mut(hash, |kept| {
-            ids.get(kept.generator.clone()) == Some(reading.generator)
+        let found = self.latest.find_mut(hash, |(id, _)| {
+            ids.get(id.clone()) == Some(reading.generator)
         });
         match found {
             // Same timestamp: the later record wins, as it does in InfluxDB.
-            Some(kept) if kept.timestamp_ns <= reading.timestamp_ns => {
-                kept.fuel = reading.fuel;
-                kept.thresholds = reading.thresholds;
-                kept.timestamp_ns = reading.timestamp_ns;
-                kept.topic = topic;
-                kept.partition = partition;
-                kept.offset = offset;
-            }
+            Some((_, kept)) if kept.timestamp_ns <= latest.timestamp_ns => *kept = latest,
             Some(_) => {}
             None => {
                 let start = self.generator_ids.len();
                 self.generator_ids.push_str(reading.generator);
-                let latest = Latest {
-                    generator: start..self.generator_ids.len(),
-                    fuel: reading.fuel,
-                    thresholds: reading.thresholds,
-                    timestamp_ns: reading.timestamp_ns,
-                    topic,
-                    partition,
-                    offset,
-                };
+                let id = start..self.generator_ids.len();
                 let (ids, hasher) = (&self.generator_ids, &self.latest_hasher);
-                self.latest.insert_unique(hash, latest, |kept| {
-                    hasher.hash_one(ids.get(kept.generator.clone()).unwrap_or_default())
+                self.latest.insert_unique(hash, (id, latest), |(id, _)| {
+                    hasher.hash_one(ids.get(id.clone()).unwrap_or_default())
                 });
             }
         }
@@ -425,8 +416,8 @@ impl Batch {
         &'a self,
         refused: &'a [DeadLetter],
     ) -> impl Iterator<Item = GaugeReading<'a>> + 'a {
-        self.latest.iter().filter_map(move |latest| {
-            let generator = self.generator_ids.get(latest.generator.clone())?;
+        self.latest.iter().filter_map(move |(id, latest)| {
+            let generator = self.generator_ids.get(id.clone())?;
             let topic = self.topics.get(latest.topic)?;
             let was_refused = refused.iter().any(|letter| {
                 letter.rejection.reason != ALERT_REJECTED

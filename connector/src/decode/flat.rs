@@ -386,9 +386,8 @@ fn string_stop(bytes: &[u8]) -> Option<usize> {
         |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS != 0;
     let holds = |word: u64, byte: u8| below(word ^ (ONES * u64::from(byte)), 1);
     let stops = |byte: u8| byte == b'"' || byte == b'\\' || byte < 0x20;
-    let mut words = bytes.chunks_exact(8);
     let mut start = 0;
-    for chunk in &mut words {
+    for chunk in bytes.chunks_exact(8) {
         let word = u64::from_ne_bytes(<[u8; 8]>::try_from(chunk).ok()?);
         if below(word, 0x20) || holds(word, b'"') || holds(word, b'\\') {
             break;
