@@ -1,4 +1,5 @@
-//! Batches being made durable: at most `write_concurrency` at once, each written to InfluxDB and
+//! Batches being made durable: at most the limit the pipeline sets (`write_concurrency` being
+//! written, one more compressed and waiting for a request slot), each written to InfluxDB and
 //! dead-lettered by its own task, and the watermark that turns their completions, in whatever
 //! order they arrive, into offsets that are safe to store.
 //!

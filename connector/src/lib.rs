@@ -26,7 +26,8 @@
 //!   per-generator gauges follow what is durable.
 //! - [`metrics`]: Prometheus metrics, `/status`, `/healthz` and `/readyz`; [`status`] holds
 //!   the per-partition state behind them.
-//! - [`inflight`]: batches being written (up to `write_concurrency` at once).
+//! - [`inflight`]: batches being written (up to `write_concurrency` requests at once, and one
+//!   batch more, compressed and waiting for a request slot).
 //! - [`watermark`]: per-partition committable offsets over batches finishing in any order.
 //! - [`stages`]: one record through decode, map, encode and alerts, with no I/O.
 //! - [`pipeline`]: the loop wiring the stages: recv → decode → map → batch → write → store.

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! recv ─▶ decode/validate ─▶ map ─▶ encode into batch ─┐
-//!            │ rejected        │ rejected             ├─▶ dispatch: up to write_concurrency batches,
+//!            │ rejected        │ rejected             ├─▶ dispatch: up to write_concurrency + 1 batches,
 //!            └────────▶ dead letter in batch ◀────────┘   each writing lines ∥ delivering dead letters
 //!                                                                   │ durable (any order)
 //!                                                                   ▼
@@ -19,7 +19,7 @@
 //! When the batch is full and every slot is taken (InfluxDB slow, down or refusing the sink),
 //! reading stops. After a second of that the assigned partitions are paused and the consumer is
 //! still polled: the member stays in its group (no `max.poll.interval.ms` eviction), rebalances
-//! are served, and memory stays bounded by `write_concurrency` batches plus librdkafka's capped
+//! are served, and memory stays bounded by `write_concurrency` + 1 batches plus librdkafka's capped
 //! prefetch. A record from a partition assigned during the pause is held back, its partition
 //! paused too, and processed first once reading resumes, in order.
 //!
@@ -231,8 +231,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
             telemetry.clone(),
         ),
         policy: config.batch,
+        // One batch more than requests at once: it is compressed and waiting while the others
+        // are written ([`InfluxWriter`] holds the requests to `write_concurrency`).
         in_flight: InFlight::new(
-            config.influxdb.write_concurrency,
+            config.influxdb.write_concurrency + 1,
             writer,
             dead_letters,
             abandon.clone(),

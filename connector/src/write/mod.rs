@@ -151,6 +151,10 @@ pub struct InfluxWriter {
     failing: Arc<AtomicBool>,
     /// Set once `give_up_after` passed: the sink stays unready whatever later writes do.
     gave_up: Arc<AtomicBool>,
+    /// One permit per request InfluxDB may be working on (`write_concurrency`). A batch is
+    /// compressed before it waits for one, so a request that ends is followed by the next at
+    /// once, not after the next body's gzip.
+    requests: Arc<tokio::sync::Semaphore>,
     telemetry: Arc<Telemetry>,
 }
 
@@ -175,6 +179,9 @@ impl InfluxWriter {
             give_up_after: settings.give_up_after,
             failing: Default::default(),
             gave_up: Default::default(),
+            requests: Arc::new(tokio::sync::Semaphore::new(
+                settings.write_concurrency.max(1),
+            )),
             telemetry,
         })
     }
@@ -222,6 +229,12 @@ impl InfluxWriter {
         };
         // `Bytes` clones share one buffer, so retries do not copy the body.
         let body = bytes::Bytes::from(body);
+        // Held through the retries too: a batch waiting to be retried keeps its slot, so a
+        // struggling InfluxDB never sees more than `write_concurrency` requests at once.
+        let _slot = tokio::select! {
+            () = stop.cancelled() => return Err(WriteError::Cancelled),
+            permit = self.requests.acquire() => permit.map_err(|_| WriteError::Cancelled)?,
+        };
         let mut attempt = 0u32;
         let started = std::time::Instant::now();
         loop {
@@ -490,6 +503,88 @@ mod tests {
             endpoint(&prefixed, &v3).as_str(),
             "https://proxy/influx/api/v3/write_lp?db=gen&precision=nanosecond"
         );
+    }
+
+    /// An InfluxDB stand-in that answers every write after `delay`, counting how many requests
+    /// it holds at once.
+    async fn slow_influx(delay: Duration) -> (Url, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::AtomicUsize;
+        let active = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let state = (active, most.clone());
+        let app = axum::Router::new()
+            .route(
+                "/write",
+                axum::routing::post(
+                    move |axum::extract::State((active, most)): axum::extract::State<(
+                        Arc<AtomicUsize>,
+                        Arc<AtomicUsize>,
+                    )>| async move {
+                        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(delay).await;
+                        active.fetch_sub(1, Ordering::SeqCst);
+                        axum::http::StatusCode::NO_CONTENT
+                    },
+                ),
+            )
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (Url::parse(&format!("http://{address}")).unwrap(), most)
+    }
+
+    fn writer_for(url: &Url, extra: &str) -> InfluxWriter {
+        let text = format!(
+            "[kafka]\nbrokers = [\"localhost:9092\"]\ngroup_id = \"g\"\ntopics = [\"t\"]\n\
+             [influxdb]\napi = \"v1\"\nurl = \"{url}\"\ndatabase = \"d\"\n{extra}\n"
+        );
+        let config = crate::config::Config::parse(
+            &text,
+            std::path::Path::new("test.toml"),
+            std::path::Path::new("."),
+            std::iter::empty(),
+        )
+        .unwrap();
+        InfluxWriter::new(&config.influxdb, Arc::new(Telemetry::new())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn influxdb_never_holds_more_than_write_concurrency_requests() {
+        let (url, most) = slow_influx(Duration::from_millis(150)).await;
+        let writer = writer_for(&url, "write_concurrency = 2");
+        let stop = CancellationToken::new();
+        let lines = b"generator,generatorID=g fuel=1 1\n".to_vec();
+        let ends = [lines.len()];
+        let write = || writer.write(&lines, &ends, &stop);
+        // More batches at once than requests allowed, as the pipeline's batch waiting for a slot.
+        let results = tokio::join!(write(), write(), write(), write(), write());
+        let results = [results.0, results.1, results.2, results.3, results.4];
+        assert!(
+            results
+                .iter()
+                .all(|result| matches!(result, Ok(rejected) if rejected.is_empty()))
+        );
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_write_waiting_for_a_request_slot_ends_when_the_sink_stops() {
+        let (url, _) = slow_influx(Duration::from_secs(30)).await;
+        let writer = writer_for(&url, "write_concurrency = 1\ntimeout_ms = 500");
+        let stop = CancellationToken::new();
+        let lines = b"generator,generatorID=g fuel=1 1\n".to_vec();
+        let ends = [lines.len()];
+        let first = writer.write(&lines, &ends, &stop);
+        let waiting = writer.write(&lines, &ends, &stop);
+        let cancel = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            stop.cancel();
+        };
+        let (first, waiting, ()) = tokio::join!(first, waiting, cancel);
+        assert!(matches!(waiting, Err(WriteError::Cancelled)), "{waiting:?}");
+        assert!(first.is_err(), "{first:?}");
     }
 
     #[test]
