@@ -153,12 +153,15 @@ def vmhwm_mib(pid: int) -> float | None:
 
 
 def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot."""
+    """(busy, stolen) CPU seconds of the whole machine since boot.
+
+    Stolen time (the hypervisor running someone else on this VM's cores) is neither busy nor
+    idle for anything here: it is reported apart, as it explains runs minutes apart that differ.
+    """
     with open("/proc/stat") as fh:
         vals = [int(v) for v in fh.readline().split()[1:]]
-    idle = vals[3] + vals[4]
-    total = sum(vals[:8])
-    return (total - idle) / TICK, total / TICK
+    user, nice, system, _idle, _iowait, irq, softirq, steal = vals[:8]
+    return (user + nice + system + irq + softirq) / TICK, steal / TICK
 
 
 class Sampler:
@@ -166,7 +169,7 @@ class Sampler:
 
     def __init__(self) -> None:
         self.pids: dict[str, int] = {}
-        self.samples: list[tuple[float, dict[str, float], float]] = []
+        self.samples: list[tuple[float, dict[str, float], float, float]] = []
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -190,9 +193,9 @@ class Sampler:
             pids = dict(self.pids)
         now = time.time()
         cpus = {name: tree_cpu(pid, kids) for name, pid in pids.items()}
-        busy, _ = machine_cpu()
+        busy, stolen = machine_cpu()
         with self.lock:
-            self.samples.append((now, cpus, busy))
+            self.samples.append((now, cpus, busy, stolen))
             if len(self.samples) > 200_000:
                 del self.samples[: len(self.samples) // 2]
 
@@ -202,10 +205,11 @@ class Sampler:
             inside = [s for s in self.samples if t0 <= s[0] <= t1]
         if len(inside) < 2:
             return {}
-        (a_t, a, a_busy), (b_t, b, b_busy) = inside[0], inside[-1]
+        (a_t, a, a_busy, a_stolen), (b_t, b, b_busy, b_stolen) = inside[0], inside[-1]
         span = b_t - a_t
         out = {name: round((b[name] - a[name]) / span, 2) for name in b if name in a}
         out["machine"] = round((b_busy - a_busy) / span, 2)
+        out["stolen"] = round((b_stolen - a_stolen) / span, 2)
         return out
 
     def close(self) -> None:
@@ -367,6 +371,7 @@ class Bench:
             "KIS_INFLUXDB__URL": url,
             "KIS_INFLUXDB__DATABASE": db,
             "KIS_INFLUXDB__GZIP": "true" if gzip else "false",
+            "KIS_INFLUXDB__WRITE_CONCURRENCY": str(self.a.concurrency),
             "KIS_METRICS__LISTEN": f"127.0.0.1:{self.metrics_port}",
         }
 
@@ -488,6 +493,7 @@ class Bench:
         points = int(metric_sum(metrics, "kis_points_written_total"))
         dead = int(metric_sum(metrics, "kis_records_dead_lettered_total"))
         batches = int(metric_sum(metrics, "kis_batches_written_total"))
+        writing_s = metric_sum(metrics, "kis_write_duration_seconds_sum")
         rc = stop(sink)
         self.sampler.unwatch("sink")
         secs = t_durable - t_first
@@ -498,6 +504,8 @@ class Bench:
             "records_per_s": round(n / secs), "points_per_s": round(points / secs),
             "cpu_s": round(cpu, 2), "cpu_s_per_M": round(cpu / n * 1e6, 2), "peak_rss_mib": round(hwm, 1),
             "util": self.sampler.utilisation(t_first, t_durable), "exit": rc,
+            # How full the write slots were: time spent in write requests over the slots' time.
+            "write_slots_busy": round(writing_s / (secs * self.a.concurrency), 2),
         }
         if disc is not None:
             st = self.discard_stats(url)
@@ -810,6 +818,31 @@ def fmt(v, spec=",.0f") -> str:
     return format(v, spec)
 
 
+def influxd_share(r: dict) -> str | None:
+    """Splits sink / ceiling into the cores influxd had and the lines it wrote per core-second.
+
+    On a machine this small the sink and Tansu run on the cores InfluxDB would otherwise use, and
+    the replay does not (it needs no broker and sends pre-encoded bodies): this tells that part
+    apart from InfluxDB doing more work per line next to the sink.
+    """
+    sink, ceiling = r.get("sink-influx"), r.get("influx-ceiling")
+    if not sink or not ceiling:
+        return None
+    try:
+        sink_cores, ceiling_cores = sink["util"]["influxd"], ceiling["util"]["influxd"]
+        sink_lines_s = sink["lines_received"] / sink["seconds"]
+        ceiling_lines_s = ceiling["lines"] / ceiling["seconds"]
+        sink_per_core, ceiling_per_core = sink_lines_s / sink_cores, ceiling_lines_s / ceiling_cores
+    except (KeyError, ZeroDivisionError, TypeError):
+        return None
+    others = {k: v for k, v in sink["util"].items() if k not in ("influxd", "machine", "stolen") and v >= 0.01}
+    return (f"influxd used {sink_cores:.2f} cores next to the sink ({', '.join(f'{k} {v:.2f}' for k, v in others.items())}) "
+            f"and {ceiling_cores:.2f} alone: {sink_cores / ceiling_cores:.2f}; it wrote {sink_per_core:,.0f} lines per "
+            f"core-second next to the sink and {ceiling_per_core:,.0f} alone: {sink_per_core / ceiling_per_core:.2f}; "
+            f"the product is the sink / ceiling ratio above; the sink's write slots were busy "
+            f"{sink.get('write_slots_busy', float('nan')):.0%} of the time")
+
+
 def report(results: dict) -> str:
     r = results
     out = []
@@ -890,6 +923,10 @@ def report(results: dict) -> str:
         out.append(f"points: the sink's {raw['captured_lines']:,} lines (readings + fuel alert points) are "
                    f"{raw['distinct_points_in_capture']:,} distinct (series, time) points; "
                    f"records {raw['records']:,}, reading points written {raw['points']:,}")
+    influx_share = influxd_share(r)
+    if influx_share:
+        out.append("")
+        out.append("InfluxDB: " + influx_share)
     for k in ("sink-influx", "influx-ceiling", "baseline-influx"):
         if k in r and "influx_points" in r[k]:
             out.append(f"  {k}: InfluxDB holds {r[k]['influx_points']:,} generator points"
@@ -910,7 +947,7 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=2_000_000)
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--generators", type=int, default=10_000)
-    ap.add_argument("--concurrency", type=int, default=2, help="the sink's influxdb.write_concurrency")
+    ap.add_argument("--concurrency", type=int, default=2, help="the sink's influxdb.write_concurrency, and the replay's")
     ap.add_argument("--latency-seconds", type=float, default=25.0)
     ap.add_argument("--latency-low-rate", type=int, default=5000, help="records/s of the latency-low-* runs (0: none)")
     ap.add_argument("--latency-rate", type=int, help="records/s of every latency run (default: half the measured rate)")

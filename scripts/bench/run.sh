@@ -18,6 +18,7 @@
 #   BENCH_DIR (<repo>/target/bench), BENCH_KAFKA_PORT (29092), BENCH_INFLUX_PORT (28086),
 #   BENCH_METRICS_PORT (29464), BENCH_LATENCY_RATE (records/s of the latency runs; default half
 #   of each measured rate), BENCH_LATENCY_LOW_RATE (5000; 0 skips the latency-low-* runs),
+#   BENCH_CONCURRENCY (2: the sink's influxdb.write_concurrency and the replay's),
 #   BENCH_SKIP_BUILD=1 (use the existing release binary).
 set -euo pipefail
 
@@ -73,7 +74,7 @@ say "running the benchmark; logs and results in $RUN_DIR"
     --out "$RUN_DIR" --stack-dir "$KIS_STACK_DIR" \
     --records "${BENCH_RECORDS:-2000000}" --partitions "${BENCH_PARTITIONS:-12}" \
     --generators "${BENCH_GENERATORS:-10000}" --latency-seconds "${BENCH_LATENCY_SECONDS:-25}" \
-    --latency-low-rate "${BENCH_LATENCY_LOW_RATE:-5000}" \
+    --latency-low-rate "${BENCH_LATENCY_LOW_RATE:-5000}" --concurrency "${BENCH_CONCURRENCY:-2}" \
     ${BENCH_ONLY:+--only "$BENCH_ONLY"} ${BENCH_LATENCY_RATE:+--latency-rate "$BENCH_LATENCY_RATE"} >"$RUN_DIR/report.txt" &
 driver_pid=$!
 wait "$driver_pid"
