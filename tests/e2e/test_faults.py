@@ -305,7 +305,8 @@ def check_dead_letters(brokers: str, dlq: str, topic: str, records: list[Rec],
     duplicates = {pos: n for pos, n in seen.items() if n > 1}
     if duplicates:
         warnings.warn(f"{dlq}: {sum(duplicates.values()) - len(duplicates)} duplicate dead letters "
-                      f"(source positions {sorted(duplicates)[:10]}...) - legitimate only after a crash")
+                      f"(source positions {sorted(duplicates)[:10]}...) - at-least-once: legitimate only where a "
+                      f"sink stopped, or lost its partitions, before committing the batch that held them")
     return {"dead_letters": len(letters), "distinct": len(seen), "duplicates": sum(duplicates.values()) - len(duplicates)}
 
 
