@@ -310,54 +310,52 @@ fn write_float(number: f64, out: &mut Vec<u8>) {
 }
 
 /// Most sensor readings have a few decimals (`51.47`, `1013.2`, `37`). Such a number is
-/// exactly `n / 10^k` for an integer `n` and `k ≤ SHORT_DECIMALS_MAX`, which one multiply, round
-/// and divide per `k` finds; it is then written as the integer `n` with the point put back,
-/// without Ryū's shortest-digits search.
+/// exactly `n / 10^k` for an integer `n` and `k ≤ SHORT_DECIMALS_MAX`; it is then written as
+/// the integer `n` with the point put back, without Ryū's shortest-digits search.
 ///
-/// Why that is `Display`'s text: IEEE division is correctly rounded, so `n / 10^k == number`
-/// means the decimal `n·10^-k` parses back to `number`. Below `SHORT_DECIMAL_LIMIT` two doubles
-/// are less than `10^-k / 2` apart, so no other decimal with `k` or fewer places parses to
-/// `number`: the text (trailing zeros dropped) is the unique shortest one, which `Display`
-/// prints. Zero keeps the general path (`-0`).
+/// Why that is `Display`'s text: IEEE division is correctly rounded, so `m / 10^K == number`
+/// (`K` being `SHORT_DECIMALS_MAX`) means the decimal `m·10^-K` parses back to `number`. Below
+/// `SHORT_DECIMAL_LIMIT` two doubles are less than `10^-K / 2` apart, so no other decimal with
+/// `K` or fewer places parses to `number`: that decimal with its trailing zeros dropped is the
+/// unique shortest text, which `Display` prints. One multiply, round and divide at `K` places
+/// find it for every `k ≤ K` at once (`n / 10^k` is the same rational as `n·10^(K-k) / 10^K`,
+/// and `number · 10^K` is far closer to that integer than half a unit), instead of one try per
+/// `k`: a division costs more than the rest of the check. Zero keeps the general path (`-0`).
 fn write_short_decimal(number: f64, out: &mut Vec<u8>) -> bool {
     if number == 0.0 || number.abs() >= SHORT_DECIMAL_LIMIT {
         return false;
     }
-    let mut scale = 1.0;
-    for decimals in 0..=SHORT_DECIMALS_MAX {
-        let scaled = round_half_away(number * scale);
-        if scaled / scale == number {
-            // |scaled| < 1e9 · 10^4, well inside i64 and exact as an f64.
-            let scaled = scaled as i64;
-            if scaled < 0 {
-                out.push(b'-');
-            }
-            let mut digits = scaled.unsigned_abs();
-            let mut places = decimals as usize;
-            while places > 0 && digits % 10 == 0 {
-                digits /= 10;
-                places -= 1;
-            }
-            // The digits once, the point put in: `5147` with two places is `51.47`.
-            let mut buffer = itoa::Buffer::new();
-            let text = buffer.format(digits).as_bytes();
-            if places == 0 {
-                out.extend_from_slice(text);
-            } else if text.len() > places {
-                let (whole, fraction) = text.split_at(text.len() - places);
-                out.extend_from_slice(whole);
-                out.push(b'.');
-                out.extend_from_slice(fraction);
-            } else {
-                out.extend_from_slice(b"0.");
-                out.extend(std::iter::repeat_n(b'0', places - text.len()));
-                out.extend_from_slice(text);
-            }
-            return true;
-        }
-        scale *= 10.0;
+    let scaled = round_half_away(number * SHORT_DECIMAL_SCALE);
+    if scaled / SHORT_DECIMAL_SCALE != number {
+        return false;
     }
-    false
+    // |scaled| < 1e9 · 10^4, well inside i64 and exact as an f64.
+    let scaled = scaled as i64;
+    if scaled < 0 {
+        out.push(b'-');
+    }
+    let mut digits = scaled.unsigned_abs();
+    let mut places = SHORT_DECIMALS_MAX as usize;
+    while places > 0 && digits % 10 == 0 {
+        digits /= 10;
+        places -= 1;
+    }
+    // The digits once, the point put in: `5147` with two places is `51.47`.
+    let mut buffer = itoa::Buffer::new();
+    let text = buffer.format(digits).as_bytes();
+    if places == 0 {
+        out.extend_from_slice(text);
+    } else if text.len() > places {
+        let (whole, fraction) = text.split_at(text.len() - places);
+        out.extend_from_slice(whole);
+        out.push(b'.');
+        out.extend_from_slice(fraction);
+    } else {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', places - text.len()));
+        out.extend_from_slice(text);
+    }
+    true
 }
 
 /// `x.round()` for `|x| < 2^52`, without the libm call `round` is on the baseline x86-64
@@ -376,6 +374,9 @@ fn round_half_away(x: f64) -> f64 {
 
 /// Most decimals a reading takes the short path with (see [`write_short_decimal`]).
 const SHORT_DECIMALS_MAX: u32 = 4;
+
+/// `10^SHORT_DECIMALS_MAX`, exact as an f64.
+const SHORT_DECIMAL_SCALE: f64 = 1e4;
 
 /// Largest magnitude for the short path: doubles below it are under `2^-22` apart, far less than
 /// half of `10^-SHORT_DECIMALS_MAX`.
