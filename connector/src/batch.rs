@@ -318,6 +318,13 @@ impl Batch {
         }
     }
 
+    /// The time to add the next record at: when the batch opened, once it has (only its first
+    /// record's time counts, for the linger deadline), else now. Read per record, the clock
+    /// was about 2 % of the record loop.
+    pub fn clock(&self) -> Instant {
+        self.opened_at.unwrap_or_else(Instant::now)
+    }
+
     /// No record since the last write.
     pub fn is_empty(&self) -> bool {
         self.opened_at.is_none()
@@ -482,7 +489,7 @@ impl Batch {
         }
     }
 
-    /// Empties the batch for reuse, keeping the line buffer's capacity.
+    /// Empties the batch for reuse, keeping the capacity of every buffer.
     pub fn clear(&mut self) {
         self.lines.clear();
         self.line_ends.clear();
@@ -881,5 +888,88 @@ mod tests {
         assert_eq!(shown, ["a", "b"]);
         batch.clear();
         assert_eq!(batch.written_readings(&[]).count(), 0);
+    }
+
+    /// Fills `batch` with records of `topic`: points, readings, an alert, a dead letter.
+    fn fill(batch: &mut Batch, topic: &str, first_offset: i64, now: Instant) {
+        for (i, generator) in ["g1", "g2", "g1"].into_iter().enumerate() {
+            let offset = first_offset + i as i64;
+            let partition = i as i32 % 2;
+            add_line(batch, &message(topic, partition, offset), now);
+            batch.add_reading(
+                &reading(generator, 100.0 + offset as f64, offset),
+                topic,
+                partition,
+                offset,
+            );
+        }
+        add_alert_line(batch, Level::Warn);
+        batch.add_dead_letter(
+            DeadLetter {
+                topic: topic.into(),
+                ..letter(1, first_offset + 3)
+            },
+            now,
+        );
+    }
+
+    /// What the writer and the pipeline read of a batch.
+    fn observed(batch: &Batch) -> impl PartialEq + std::fmt::Debug + use<> {
+        let mut readings: Vec<_> = batch
+            .written_readings(&[])
+            .map(|r| {
+                (
+                    r.generator.to_owned(),
+                    r.fuel,
+                    r.topic.to_owned(),
+                    r.partition,
+                )
+            })
+            .collect();
+        readings.sort_by(|a, b| a.0.cmp(&b.0));
+        let last = batch.line_ends().len() - 1;
+        let letter = batch.dead_letter_for_line(
+            last - 1,
+            Rejection {
+                stage: Stage::Write,
+                reason: "InfluxDbRejected",
+                message: "no".into(),
+            },
+        );
+        (
+            batch.lines().to_vec(),
+            batch.line_ends().to_vec(),
+            batch.next_offsets().to_vec(),
+            (batch.records(), batch.points(), batch.alert_points()),
+            batch.dead_letters().to_vec(),
+            readings,
+            letter,
+        )
+    }
+
+    #[test]
+    fn a_cleared_batch_fills_as_a_new_one_would_and_keeps_its_buffers() {
+        let now = Instant::now();
+        let mut reused = Batch::default();
+        fill(&mut reused, "first", 0, now);
+        let capacity = (reused.lines.capacity(), reused.line_sources.capacity());
+        reused.clear();
+        assert!(reused.is_empty());
+        assert_eq!(reused.deadline(&policy()), None);
+        assert_eq!(
+            (reused.lines.capacity(), reused.line_sources.capacity()),
+            capacity
+        );
+        let later = now + Duration::from_secs(1);
+        fill(&mut reused, "second", 50, later);
+        let mut fresh = Batch::default();
+        fill(&mut fresh, "second", 50, later);
+        assert_eq!(observed(&reused), observed(&fresh));
+        assert_eq!(reused.deadline(&policy()), Some(later + policy().linger));
+        assert_eq!(
+            reused.clock(),
+            later,
+            "an open batch's clock is its opening time"
+        );
     }
 }

@@ -156,6 +156,11 @@ impl InFlight {
         self.tasks.len() < self.limit
     }
 
+    /// The most batches in flight at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Whether nothing is in flight.
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()

@@ -124,6 +124,10 @@ struct Pipeline {
     in_flight: InFlight,
     /// The batch being filled.
     batch: Batch,
+    /// Durable batches, emptied, to be filled next: their buffers are already the size a batch
+    /// grows to. Allocated afresh, every batch's buffers were new pages to fault in and zero.
+    /// At most one per write slot: several writes can end between two dispatches.
+    spares: Vec<Batch>,
     /// Records received while reading was paused, or waiting for their schema; processed
     /// first, in order.
     held: VecDeque<Held>,
@@ -243,6 +247,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
             telemetry.clone(),
         ),
         batch: Batch::default(),
+        spares: Vec::new(),
         held: VecDeque::new(),
         registry,
         schema_fetch: None,
@@ -525,7 +530,7 @@ impl Pipeline {
     /// Hands the current batch to a write task.
     fn dispatch(&mut self) {
         if !self.batch.is_empty() {
-            let next = self.batch.sized_like();
+            let next = self.spares.pop().unwrap_or_else(|| self.batch.sized_like());
             let batch = std::mem::replace(&mut self.batch, next);
             self.in_flight.dispatch(batch);
         }
@@ -559,6 +564,15 @@ impl Pipeline {
             bytes = batch.line_bytes(),
             "batch durable"
         );
+        self.recycle(batch);
+    }
+
+    /// Keeps a durable batch's buffers for the next batch to fill.
+    fn recycle(&mut self, mut batch: Batch) {
+        if self.spares.len() < self.in_flight.limit() {
+            batch.clear();
+            self.spares.push(batch);
+        }
     }
 
     /// Counts a durable batch's alert points and shows its readings on the gauges.

@@ -413,20 +413,23 @@ pub fn commit_stored(consumer: &SourceConsumer) -> KafkaResult<()> {
     }
 }
 
-/// A consumed message whose topic name is looked up once. For a message from librdkafka each
-/// `topic()` call fetches the name and checks it as UTF-8 again, and the stages, the batch and
-/// the consumed-records counter each ask for it.
+/// A consumed message whose topic name and timestamp are looked up once. For a message from
+/// librdkafka each `topic()` call fetches the name and checks it as UTF-8 again, and each
+/// `timestamp()` is a call into librdkafka; the stages, the batch and the consumed-records
+/// counter each ask for them.
 pub struct Received<'m, M> {
     message: &'m M,
     topic: &'m str,
+    timestamp: rdkafka::Timestamp,
 }
 
 impl<'m, M: Message> Received<'m, M> {
-    /// Wraps `message`, looking its topic up now.
+    /// Wraps `message`, looking its topic and timestamp up now.
     pub fn new(message: &'m M) -> Self {
         Self {
             message,
             topic: message.topic(),
+            timestamp: message.timestamp(),
         }
     }
 }
@@ -460,7 +463,7 @@ impl<M: Message> Message for Received<'_, M> {
     }
 
     fn timestamp(&self) -> rdkafka::Timestamp {
-        self.message.timestamp()
+        self.timestamp
     }
 
     fn headers(&self) -> Option<&Self::Headers> {

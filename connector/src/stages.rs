@@ -107,7 +107,7 @@ impl Stages {
         message: &M,
         batch: &mut Batch,
     ) -> Result<Accepted, InvalidRecord> {
-        let now = Instant::now();
+        let now = batch.clock();
         let rejection = match self.encode(message, batch, now) {
             Ok(()) => return Ok(Accepted::Taken),
             Err(Unencoded::NeedsSchema(key)) => return Ok(Accepted::NeedsSchema(key)),
