@@ -126,7 +126,7 @@ struct Pipeline {
     batch: Batch,
     /// Durable batches, emptied, to be filled next: their buffers are already the size a batch
     /// grows to. Allocated afresh, every batch's buffers were new pages to fault in and zero.
-    /// At most one per write slot: several writes can end between two dispatches.
+    /// At most one per batch in flight: several writes can end between two dispatches.
     spares: Vec<Batch>,
     /// Records received while reading was paused, or waiting for their schema; processed
     /// first, in order.

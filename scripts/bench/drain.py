@@ -59,47 +59,66 @@ def status_field(pid: int, name: str) -> str | None:
     return None
 
 
-def preload(args: argparse.Namespace) -> str:
-    topic = f"drain-{time.strftime('%H%M%S')}"
-    kafka_admin.create_topic(args.brokers, topic, 12)
-    kafka_admin.create_topic(args.brokers, topic + ".dlq", 1)
+def preload_topic(sink: str, brokers: str, records: int, prefix: str) -> str:
+    """A new 12-partition topic (and its dead-letter topic) holding `records` simulated
+    generator records, 10,000 generators with uuid keys, as `run.sh` preloads them."""
+    topic = f"{prefix}-{time.strftime('%H%M%S')}"
+    kafka_admin.create_topic(brokers, topic, 12)
+    kafka_admin.create_topic(brokers, topic + ".dlq", 1)
     done = subprocess.run(
-        [args.sink, "simulate", "--config", str(HERE / "sink.toml"), "--topic", topic, "--rate", "0",
-         "--count", str(args.preload), "--generators", "10000", "--key", "uuid"],
-        env={**os.environ, "KIS_KAFKA__BROKERS": args.brokers, "KIS_LOG__FORMAT": "text"}, capture_output=True)
+        [sink, "simulate", "--config", str(HERE / "sink.toml"), "--topic", topic, "--rate", "0",
+         "--count", str(records), "--generators", "10000", "--key", "uuid"],
+        env={**os.environ, "KIS_KAFKA__BROKERS": brokers, "KIS_LOG__FORMAT": "text"}, capture_output=True)
     if done.returncode != 0:
-        sys.exit(f"drain: the preload failed: {done.stderr.decode()[-2000:]}")
+        sys.exit(f"{prefix}: the preload failed: {done.stderr.decode()[-2000:]}")
     return topic
 
 
-def drain(args: argparse.Namespace) -> None:
+def start_discard() -> tuple[subprocess.Popen, int]:
+    """`discard.py` on a free port, and the port."""
     discard = subprocess.Popen([sys.executable, str(HERE / "discard.py"), "--port", "0"], stdout=subprocess.PIPE)
     assert discard.stdout is not None
-    port = int(discard.stdout.readline().decode().strip().rsplit(":", 1)[1])
-    env = {**os.environ, "KIS_KAFKA__BROKERS": args.brokers, "KIS_KAFKA__GROUP_ID": f"drain-{time.time_ns()}",
-           "KIS_KAFKA__TOPICS": args.topic, "KIS_INFLUXDB__URL": f"http://127.0.0.1:{port}",
-           "KIS_INFLUXDB__GZIP": "true" if args.gzip else "false", "KIS_METRICS__LISTEN": args.metrics,
-           "KIS_LOG__FORMAT": "text"}
-    log = open(REPO / "target" / "bench" / "drain.log", "wb")
-    sink = subprocess.Popen([args.sink, "run", "--config", str(HERE / "sink.toml")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=log)
+    return discard, int(discard.stdout.readline().decode().strip().rsplit(":", 1)[1])
+
+
+def sink_env(brokers: str, topic: str, discard_port: int, gzip: bool, metrics: str, group_prefix: str) -> dict:
+    """The environment of a sink draining `topic` under a new group into `discard.py`."""
+    return {**os.environ, "KIS_KAFKA__BROKERS": brokers, "KIS_KAFKA__GROUP_ID": f"{group_prefix}-{time.time_ns()}",
+            "KIS_KAFKA__TOPICS": topic, "KIS_INFLUXDB__URL": f"http://127.0.0.1:{discard_port}",
+            "KIS_INFLUXDB__GZIP": "true" if gzip else "false", "KIS_METRICS__LISTEN": metrics,
+            "KIS_LOG__FORMAT": "text"}
+
+
+def wait_until_stored(sink: subprocess.Popen, metrics: str, records: int, timeout: float, poll_s: float,
+                      who: str, log: Path) -> float:
+    """Polls the sink's `/status` until it has stored `records` offsets; returns when it first
+    reported partitions (assigned, about to read). Exits if the sink dies or takes too long."""
     started, first = time.monotonic(), None
+    while True:
+        time.sleep(poll_s)
+        if sink.poll() is not None:
+            sys.exit(f"{who}: the sink exited; see {log}")
+        if time.monotonic() - started > timeout:
+            sys.exit(f"{who}: not drained within {timeout:.0f}s")
+        try:
+            with urllib.request.urlopen(f"http://{metrics}/status", timeout=5) as resp:
+                status = json.loads(resp.read())
+        except OSError:
+            continue
+        if first is None and status.get("partitions"):
+            first = time.monotonic()
+        if sum((p.get("stored_offset") or 0) for p in status.get("partitions", [])) >= records:
+            return first if first is not None else started
+
+
+def drain(args: argparse.Namespace) -> None:
+    discard, port = start_discard()
+    log_path = REPO / "target" / "bench" / "drain.log"
+    sink = subprocess.Popen([args.sink, "run", "--config", str(HERE / "sink.toml")],
+                            env=sink_env(args.brokers, args.topic, port, args.gzip, args.metrics, "drain"),
+                            stdout=subprocess.DEVNULL, stderr=open(log_path, "wb"))
     try:
-        while True:
-            time.sleep(0.05)
-            if sink.poll() is not None:
-                sys.exit("drain: the sink exited; see target/bench/drain.log")
-            if time.monotonic() - started > args.timeout:
-                sys.exit(f"drain: not drained within {args.timeout:.0f}s")
-            try:
-                with urllib.request.urlopen(f"http://{args.metrics}/status", timeout=5) as resp:
-                    status = json.loads(resp.read())
-            except OSError:
-                continue
-            if first is None and status.get("partitions"):
-                first = time.monotonic()
-            if sum((p.get("stored_offset") or 0) for p in status.get("partitions", [])) >= args.records:
-                break
+        first = wait_until_stored(sink, args.metrics, args.records, args.timeout, 0.05, "drain", log_path)
         end = time.monotonic()
         per_thread = threads(sink.pid)
         hwm = status_field(sink.pid, "VmHWM")
@@ -111,7 +130,6 @@ def drain(args: argparse.Namespace) -> None:
         discard.terminate()
     user = sum(t[0] for t in per_thread.values())
     system = sum(t[1] for t in per_thread.values())
-    assert first is not None
     print(f"{Path(args.sink).name}: {args.records / (end - first):,.0f} records/s, "
           f"{(user + system) / args.records * 1e6:.2f} CPU s per 1M (user {user:.2f} s, system {system:.2f} s), "
           f"peak RSS {hwm}, THP_enabled {thp}")
@@ -132,7 +150,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=300)
     args = ap.parse_args()
     if args.preload:
-        print(preload(args))
+        print(preload_topic(args.sink, args.brokers, args.preload, "drain"))
     elif args.topic:
         drain(args)
     else:

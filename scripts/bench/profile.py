@@ -19,20 +19,17 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-import kafka_admin  # noqa: E402
+from drain import preload_topic, sink_env, start_discard, wait_until_stored  # noqa: E402  (beside this file)
 
 SINK = REPO / "target" / "release" / "kafka-influx-sink"
 DEFAULT_FUNCTIONS = ["Pipeline::take_ready", "Pipeline::complete", "write::gzip", "rd_kafka_broker_thread_main"]
@@ -109,47 +106,20 @@ def cpu_seconds(pid: int) -> float:
 
 
 def profile(args: argparse.Namespace) -> Path:
-    brokers = args.brokers
-    topic = args.topic or f"profile-{time.strftime('%H%M%S')}"
-    if not args.topic:
-        kafka_admin.create_topic(brokers, topic, 12)
-        kafka_admin.create_topic(brokers, topic + ".dlq", 1)
-        done = subprocess.run(
-            [str(SINK), "simulate", "--config", str(HERE / "sink.toml"), "--topic", topic, "--rate", "0",
-             "--count", str(args.records), "--generators", "10000", "--key", "uuid"],
-            env={**os.environ, "KIS_KAFKA__BROKERS": brokers, "KIS_LOG__FORMAT": "text"}, capture_output=True)
-        if done.returncode != 0:
-            sys.exit(f"profile: the preload failed: {done.stderr.decode()[-2000:]}")
+    topic = args.topic
+    if not topic:
+        topic = preload_topic(str(SINK), args.brokers, args.records, "profile")
         print(f"profile: preloaded {args.records} records into {topic}", file=sys.stderr)
-    discard = subprocess.Popen([sys.executable, str(HERE / "discard.py"), "--port", "0"], stdout=subprocess.PIPE)
-    assert discard.stdout is not None
-    port = int(discard.stdout.readline().decode().strip().rsplit(":", 1)[1])
+    discard, port = start_discard()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "KIS_KAFKA__BROKERS": brokers, "KIS_KAFKA__GROUP_ID": f"profile-{time.time_ns()}",
-           "KIS_KAFKA__TOPICS": topic, "KIS_INFLUXDB__URL": f"http://127.0.0.1:{port}",
-           "KIS_INFLUXDB__GZIP": "true" if args.gzip else "false", "KIS_METRICS__LISTEN": args.metrics,
-           "KIS_LOG__FORMAT": "text"}
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                str(SINK), "run", "--config", str(HERE / "sink.toml")]
-    log = open(out.with_suffix(".log"), "wb")
-    sink = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    sink = subprocess.Popen(command, env=sink_env(args.brokers, topic, port, args.gzip, args.metrics, "profile"),
+                            stdout=subprocess.DEVNULL, stderr=open(out.with_suffix(".log"), "wb"))
     started = time.monotonic()
     try:
-        while True:
-            time.sleep(0.5)
-            if sink.poll() is not None:
-                sys.exit(f"profile: the sink exited; see {out.with_suffix('.log')}")
-            if time.monotonic() - started > args.timeout:
-                sys.exit(f"profile: not drained within {args.timeout:.0f}s")
-            try:
-                with urllib.request.urlopen(f"http://{args.metrics}/status", timeout=5) as resp:
-                    status = json.loads(resp.read())
-            except OSError:
-                continue
-            stored = sum((p.get("stored_offset") or 0) for p in status.get("partitions", []))
-            if stored >= args.records:
-                break
+        wait_until_stored(sink, args.metrics, args.records, args.timeout, 0.5, "profile", out.with_suffix(".log"))
         cpu = cpu_seconds(sink.pid)
     finally:
         if sink.poll() is None:
