@@ -32,6 +32,9 @@ use rdkafka::message::OwnedMessage;
 const BATCH: usize = 5000;
 /// Generators in the simulated fleet.
 const GENERATORS: usize = 1000;
+/// Generators in the end-to-end benchmark's fleet (`scripts/bench/run.sh`): nearly every record
+/// of a batch is a different generator's, so each is a gauge update once the batch is durable.
+const BENCH_GENERATORS: usize = 10_000;
 /// The schema id the framed records name.
 const SCHEMA_ID: u32 = 1;
 const TOPIC: &str = "emergency_generator";
@@ -84,9 +87,14 @@ fn stages(config: &Config, decoder: Decoder) -> Stages {
 
 /// `BATCH` records of one fleet, encoded by `encoder`, as consumed from one partition.
 fn messages(encoder: &Encoder) -> Vec<OwnedMessage> {
-    let mut fleet = Fleet::new(GENERATORS, 7, 0.0);
+    fleet_messages(encoder, GENERATORS, BATCH)
+}
+
+/// `count` records of a fleet of `generators`, encoded by `encoder`, from one partition.
+fn fleet_messages(encoder: &Encoder, generators: usize, count: usize) -> Vec<OwnedMessage> {
+    let mut fleet = Fleet::new(generators, 7, 0.0);
     let start_ms = 1_764_547_200_000;
-    (0..BATCH)
+    (0..count)
         .map(|offset| {
             let reading = fleet.next_reading(start_ms + offset as i64);
             let value = encoder
@@ -221,5 +229,50 @@ fn gzip_batch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, json, json_sr, avro_sr, avro_raw, gzip_batch);
+/// A durable batch's newest reading per generator shown on the fuel gauges, as the record loop
+/// does once InfluxDB acknowledged it, with the end-to-end benchmark's fleet: every generator
+/// already has series, so each reading updates a known one.
+fn durable_gauges(c: &mut Criterion) {
+    let config = config(r#"json_schema_file = "../schemas/generator.schema.json""#);
+    let stages = stages(&config, config.schema.decoder(false).expect("decoder"));
+    let messages = fleet_messages(&Encoder::json(), BENCH_GENERATORS, BENCH_GENERATORS);
+    let batches: Vec<Batch> = messages
+        .chunks(BATCH)
+        .map(|chunk| {
+            let mut batch = Batch::default();
+            fill(&stages, chunk, &mut batch);
+            batch
+        })
+        .collect();
+    assert_eq!(
+        batches[0].written_readings(&[]).count(),
+        BATCH,
+        "a generator's reading is missing"
+    );
+    let telemetry = Telemetry::new();
+    let gauges = telemetry.alert_metrics();
+    for batch in &batches {
+        gauges.update(batch.written_readings(&[]));
+    }
+    let mut group = c.benchmark_group("gauges");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut turn = 0;
+    group.bench_function("durable_batch", |b| {
+        b.iter(|| {
+            turn = (turn + 1) % batches.len();
+            gauges.update(black_box(&batches[turn]).written_readings(&[]));
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    json,
+    json_sr,
+    avro_sr,
+    avro_raw,
+    gzip_batch,
+    durable_gauges
+);
 criterion_main!(benches);
