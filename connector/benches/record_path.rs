@@ -1,5 +1,5 @@
 //! The per-record path, measured: decode + validate + map + encode into a batch, per wire
-//! format, and gzip of a full batch.
+//! format, gzip of a full batch, and a durable batch's readings shown on the fuel gauges.
 //!
 //! Each iteration takes a batch of [`BATCH`] realistic generator records (simulated fleet,
 //! uuid4 keys, the default mapping and fuel alerts, as `config/local.toml` configures them)
@@ -11,6 +11,7 @@
 //! cargo bench --bench record_path                 # all of them
 //! cargo bench --bench record_path -- avro_sr      # one
 //! cargo bench --bench record_path -- avro         # both Avro cases
+//! cargo bench --bench record_path -- gauges       # the fuel gauges' update per durable batch
 //! ```
 
 use std::hint::black_box;
