@@ -84,7 +84,9 @@ def stop(proc: subprocess.Popen | None, timeout: float = 25.0) -> int | None:
 
 
 def stop_all() -> None:
-    for proc in list(PROCS):
+    # Newest first: a sink stops before the endpoint it writes to, so it does not spend its
+    # shutdown deadline retrying a batch into an endpoint already gone (and get SIGKILLed).
+    for proc in reversed(list(PROCS)):
         stop(proc, timeout=10)
 
 
