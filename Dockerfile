@@ -18,8 +18,13 @@ ARG DEBIAN_RELEASE=bookworm
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 
 # librdkafka's configure script needs a C toolchain, make, perl and python3, and its TLS and
-# SASL/SCRAM support links OpenSSL (libssl-dev, pkg-config); the rust image (buildpack-deps)
-# already has them all, so nothing is installed here.
+# SASL/SCRAM support links OpenSSL (libssl-dev, pkg-config); ISA-L (request gzip) needs autoconf,
+# automake and libtool. The rust image (buildpack-deps) already has all of these; only the nasm
+# assembler, for ISA-L's x86-64 kernels, is added (pinned to bookworm's; hadolint DL3008).
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nasm=2.16.01-1 \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /src
 
 # zlib is linked statically so that the runtime image needs no libz: distroless/cc has none.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the build needs (C toolchain for the bundled librdkafka, OpenSSL
-# headers for its TLS and SASL/SCRAM support, Python venv support, curl) and promtool (Debian's `prometheus` package, for the alerting rule tests)
+# headers for its TLS and SASL/SCRAM support, nasm and autotools for ISA-L's gzip, Python venv
+# support, curl) and promtool (Debian's `prometheus` package, for the alerting rule tests)
 # when they are missing. Debian/Ubuntu; needs root or sudo for apt-get.
 set -euo pipefail
 
@@ -14,6 +15,12 @@ command -v pkg-config >/dev/null || missing+=(pkg-config)
 { command -v pkg-config >/dev/null && pkg-config --exists openssl; } || missing+=(libssl-dev)
 command -v cargo >/dev/null || { echo "install-prerequisites: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
 command -v python3 >/dev/null || missing+=(python3 python3-venv)
+# ISA-L (request gzip, the isal-sys crate) is built from its source: autotools and the nasm
+# assembler for its x86-64 kernels.
+command -v nasm >/dev/null || missing+=(nasm)
+command -v autoreconf >/dev/null || missing+=(autoconf)
+command -v automake >/dev/null || missing+=(automake)
+command -v libtoolize >/dev/null || missing+=(libtool)
 
 # promtool comes only with the Prometheus server package. It is installed on its own, without
 # the recommended node exporter; on a host with an init system the package also starts a

@@ -20,9 +20,11 @@ use crate::metrics::{Telemetry, WriteResponse};
 use crate::secret::Secret;
 use crate::tls::{HttpTls, TransportFailure};
 
+mod gzip;
 pub mod isolate;
 pub mod policy;
 
+pub use gzip::{GzipError, gzip};
 pub use isolate::{RejectedLine, Verdict};
 pub use policy::{Disposition, classify};
 
@@ -431,78 +433,6 @@ pub fn endpoint(base: &Url, api: &InfluxApi) -> Url {
     url
 }
 
-/// gzip at the fastest level: line protocol compresses well even there (about 5:1), and the
-/// sink's CPU is better spent decoding. The batch is whole in memory, so libdeflate's one-shot
-/// compressor does it without a streaming encoder's copies.
-pub fn gzip(lines: &[u8]) -> Result<Vec<u8>, GzipError> {
-    GZIP.with(|kept| match kept.try_borrow_mut() {
-        Ok(mut kept) => {
-            let kept = match &mut *kept {
-                Some(kept) => kept,
-                None => kept.insert(KeptGzip {
-                    compressor: gzip_compressor(lines)?,
-                    output: Vec::new(),
-                }),
-            };
-            let bound = kept.compressor.gzip_compress_bound(lines.len());
-            if bound > KEPT_GZIP_OUTPUT_MAX {
-                return gzip_once(&mut kept.compressor, lines);
-            }
-            if kept.output.len() < bound {
-                kept.output.resize(bound, 0);
-            }
-            let written = kept
-                .compressor
-                .gzip_compress(lines, &mut kept.output)
-                .map_err(|_| GzipError { bytes: lines.len() })?;
-            Ok(kept.output[..written].to_vec())
-        }
-        // Only if gzip were ever called from inside itself.
-        Err(_) => gzip_once(&mut gzip_compressor(lines)?, lines),
-    })
-}
-
-/// Largest output buffer a thread keeps between batches (a batch of the default
-/// `batch.max_bytes`, 1 MiB, needs a little more than that); a bigger batch gets its own.
-const KEPT_GZIP_OUTPUT_MAX: usize = 4 << 20;
-
-/// A thread's compressor and output buffer, kept between batches: a fresh buffer for each batch
-/// was the input's size zero-filled, often in pages new to the process, which cost more than
-/// copying the compressed body (a fifth of that) out of a kept one.
-struct KeptGzip {
-    compressor: libdeflater::Compressor,
-    output: Vec<u8>,
-}
-
-thread_local! {
-    static GZIP: std::cell::RefCell<Option<KeptGzip>> = const { std::cell::RefCell::new(None) };
-}
-
-/// libdeflate's compressor at level 1.
-fn gzip_compressor(lines: &[u8]) -> Result<libdeflater::Compressor, GzipError> {
-    // Not `CompressionLvl::fastest()`: that is level 0, which stores without compressing.
-    let level =
-        libdeflater::CompressionLvl::new(1).map_err(|_| GzipError { bytes: lines.len() })?;
-    Ok(libdeflater::Compressor::new(level))
-}
-
-/// gzip of `lines` into a buffer of its own.
-fn gzip_once(compressor: &mut libdeflater::Compressor, lines: &[u8]) -> Result<Vec<u8>, GzipError> {
-    let mut body = vec![0; compressor.gzip_compress_bound(lines.len())];
-    let written = compressor
-        .gzip_compress(lines, &mut body)
-        .map_err(|_| GzipError { bytes: lines.len() })?;
-    body.truncate(written);
-    Ok(body)
-}
-
-/// libdeflate found its output buffer too small, which its own bound rules out.
-#[derive(Debug, thiserror::Error)]
-#[error("libdeflate could not compress {bytes} bytes into its own bound")]
-pub struct GzipError {
-    bytes: usize,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,52 +564,5 @@ mod tests {
         let (first, waiting, ()) = tokio::join!(first, waiting, cancel);
         assert!(matches!(waiting, Err(WriteError::Cancelled)), "{waiting:?}");
         assert!(first.is_err(), "{first:?}");
-    }
-
-    #[test]
-    fn gzip_round_trips() {
-        use std::io::Read as _;
-        let lines = b"generator,generatorID=g fuel=1 1\n".repeat(100);
-        let compressed = gzip(&lines).unwrap();
-        let mut decoded = Vec::new();
-        flate2::read::GzDecoder::new(compressed.as_slice())
-            .read_to_end(&mut decoded)
-            .unwrap();
-        assert_eq!(decoded, lines);
-        assert!(compressed.len() < lines.len() / 5);
-    }
-
-    /// One thread's kept buffer serves batches of any size in any order: a small batch after a
-    /// large one carries none of its bytes, and a batch past the kept buffer's cap has its own.
-    #[test]
-    fn gzip_bodies_are_each_their_own_batch_whatever_came_before() {
-        use std::io::Read as _;
-        let decoded = |compressed: &[u8]| {
-            let mut decoded = Vec::new();
-            flate2::read::GzDecoder::new(compressed)
-                .read_to_end(&mut decoded)
-                .unwrap();
-            decoded
-        };
-        let line = |n: usize| format!("generator,generatorID=g{n} fuel={n} {n}\n");
-        let batch = |lines: usize| (0..lines).map(line).collect::<String>().into_bytes();
-        // A batch of random-ish digits does not compress to nothing, so it overflows the cap.
-        let past_cap = batch(KEPT_GZIP_OUTPUT_MAX / 20);
-        assert!(past_cap.len() > KEPT_GZIP_OUTPUT_MAX);
-        for lines in [
-            batch(5000),
-            batch(3),
-            Vec::new(),
-            past_cap,
-            batch(1),
-            batch(5000),
-        ] {
-            let body = gzip(&lines).unwrap();
-            assert_eq!(decoded(&body), lines);
-            // The body ends with its own gzip trailer (the input's size), not with bytes a
-            // decoder would skip.
-            let trailer = (lines.len() as u32).to_le_bytes();
-            assert_eq!(body[body.len() - 4..], trailer);
-        }
     }
 }
