@@ -17,15 +17,23 @@
 //! overflows. A generator's series are also removed when the partition of its last reading is
 //! revoked from this member: another member now reads that partition and reports it, and a
 //! series this member can no longer update would go on showing a stale level.
+//!
+//! The per-generator gauges are not live metric objects: a durable reading only updates its
+//! generator's entry in one table, and the three gauge families are written out from that table
+//! when Prometheus scrapes. A reading is shown for every durable batch (thousands a second in a
+//! backlog), a scrape comes every few seconds; with a gauge object per series, each reading cost
+//! half a dozen cache misses (the name, the topic, two gauges and their map entries) on the
+//! record loop's thread.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use hashbrown::HashTable;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tracing::{debug, info};
 
@@ -33,19 +41,6 @@ use super::{Level, Thresholds};
 
 /// Default of `alerts.max_generators`, used until the configuration sets it.
 pub const DEFAULT_MAX_GENERATORS: usize = 10_000;
-
-type FloatGauge = Gauge<f64, AtomicU64>;
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct GeneratorLabels {
-    generator: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ThresholdLabels {
-    generator: String,
-    level: &'static str,
-}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LevelLabels {
@@ -69,75 +64,103 @@ pub struct GaugeReading<'a> {
     pub partition: i32,
 }
 
-/// What is known of a generator that has series, with handles on its gauges: updating a
-/// known generator is two atomic stores, with no label built and no family looked up.
+/// A generator with series: its newest durable reading, and where that came from.
 #[derive(Debug)]
 struct Seen {
+    generator: Box<str>,
+    fuel: f64,
     timestamp_ns: i64,
-    topic: String,
-    partition: i32,
     thresholds: Thresholds,
-    fuel: FloatGauge,
-    last_seen: FloatGauge,
+    /// Index into [`Tracked::topics`].
+    topic: usize,
+    partition: i32,
 }
 
 #[derive(Debug)]
 struct Tracked {
     max_generators: usize,
     /// Seeded per process: generator names come from the records, but only the fleet's own
-    /// producers write them, and this map is looked up for every reading.
-    generators: HashMap<String, Seen, foldhash::fast::RandomState>,
+    /// producers write them, and this table is looked up for every reading.
+    hasher: foldhash::fast::RandomState,
+    generators: HashTable<Seen>,
+    /// The topics readings came from (a sink reads a handful), named once.
+    topics: Vec<String>,
 }
 
-/// Sets a generator's fuel and last-seen gauges to `reading`.
-fn show_reading(seen: &Seen, reading: &GaugeReading<'_>) {
-    seen.fuel.set(reading.fuel);
-    // Seconds as a float, like Prometheus' own timestamp gauges; f64 keeps microseconds exact
-    // for the next centuries.
-    seen.last_seen.set(reading.timestamp_ns as f64 / 1e9);
+impl Tracked {
+    fn hash(&self, generator: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, generator)
+    }
+
+    fn topic_index(&mut self, topic: &str) -> usize {
+        match self.topics.iter().position(|known| known == topic) {
+            Some(index) => index,
+            None => {
+                self.topics.push(topic.to_owned());
+                self.topics.len() - 1
+            }
+        }
+    }
+
+    /// Shows `reading` unless its generator already shows a newer one.
+    fn show(&mut self, reading: &GaugeReading<'_>, topic: usize) {
+        let hash = self.hash(reading.generator);
+        let hasher = &self.hasher;
+        match self.generators.entry(
+            hash,
+            |seen| &*seen.generator == reading.generator,
+            |seen| std::hash::BuildHasher::hash_one(hasher, &*seen.generator),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut entry) => {
+                let seen = entry.get_mut();
+                if seen.timestamp_ns <= reading.timestamp_ns {
+                    seen.fuel = reading.fuel;
+                    seen.timestamp_ns = reading.timestamp_ns;
+                    seen.thresholds = reading.thresholds;
+                    seen.topic = topic;
+                    seen.partition = reading.partition;
+                }
+            }
+            hashbrown::hash_table::Entry::Vacant(entry) => {
+                entry.insert(Seen {
+                    generator: reading.generator.into(),
+                    fuel: reading.fuel,
+                    timestamp_ns: reading.timestamp_ns,
+                    thresholds: reading.thresholds,
+                    topic,
+                    partition: reading.partition,
+                });
+            }
+        }
+    }
 }
 
 /// The fuel alert metrics of one sink process.
 #[derive(Debug)]
 pub struct AlertMetrics {
-    fuel: Family<GeneratorLabels, FloatGauge>,
-    last_seen: Family<GeneratorLabels, FloatGauge>,
-    thresholds: Family<ThresholdLabels, FloatGauge>,
     alert_points: Family<LevelLabels, Counter>,
     evicted: Counter,
-    /// Also serialises updates, evictions and revokes, so a series is never half removed.
-    tracked: Mutex<Tracked>,
+    /// Also serialises updates, evictions, revokes and scrapes, so a scrape never shows a
+    /// generator half updated.
+    tracked: Arc<Mutex<Tracked>>,
 }
 
 impl AlertMetrics {
     /// Creates the metrics and registers them on `registry` (whose prefix, `kis`, they take).
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
-            fuel: Family::default(),
-            last_seen: Family::default(),
-            thresholds: Family::default(),
             alert_points: Family::default(),
             evicted: Counter::default(),
-            tracked: Mutex::new(Tracked {
+            tracked: Arc::new(Mutex::new(Tracked {
                 max_generators: DEFAULT_MAX_GENERATORS,
-                generators: HashMap::default(),
-            }),
+                hasher: foldhash::fast::RandomState::default(),
+                generators: HashTable::new(),
+                topics: Vec::new(),
+            })),
         };
-        registry.register(
-            "generator_fuel",
-            "Fuel level of each generator's latest durable reading",
-            metrics.fuel.clone(),
-        );
-        registry.register(
-            "generator_last_seen_timestamp_seconds",
-            "Timestamp (Unix seconds) of each generator's latest durable reading",
-            metrics.last_seen.clone(),
-        );
-        registry.register(
-            "generator_fuel_threshold",
-            "Fuel thresholds (warn, critical) that apply to each generator",
-            metrics.thresholds.clone(),
-        );
+        registry.register_collector(Box::new(GeneratorGauges {
+            tracked: metrics.tracked.clone(),
+        }));
         registry.register(
             "alert_points_written",
             "Fuel alert points acknowledged by InfluxDB, by level",
@@ -180,38 +203,23 @@ impl AlertMetrics {
         let Ok(mut tracked) = self.tracked.lock() else {
             return;
         };
+        // The readings of one batch name their topic with the same few strings: the last one
+        // resolved is tried by address before any comparison.
+        let mut last_topic: Option<(*const u8, usize, usize)> = None;
         for reading in readings {
-            match tracked.generators.get_mut(reading.generator) {
-                Some(seen) if seen.timestamp_ns > reading.timestamp_ns => {}
-                Some(seen) => {
-                    seen.timestamp_ns = reading.timestamp_ns;
-                    seen.partition = reading.partition;
-                    if seen.topic != reading.topic {
-                        reading.topic.clone_into(&mut seen.topic);
-                    }
-                    show_reading(seen, &reading);
-                    if seen.thresholds != reading.thresholds {
-                        seen.thresholds = reading.thresholds;
-                        self.show_thresholds(reading.generator, reading.thresholds);
-                    }
+            let topic = match last_topic {
+                Some((address, len, index))
+                    if address == reading.topic.as_ptr() && len == reading.topic.len() =>
+                {
+                    index
                 }
-                None => {
-                    let labels = GeneratorLabels {
-                        generator: reading.generator.to_owned(),
-                    };
-                    let seen = Seen {
-                        timestamp_ns: reading.timestamp_ns,
-                        topic: reading.topic.to_owned(),
-                        partition: reading.partition,
-                        thresholds: reading.thresholds,
-                        fuel: self.fuel.get_or_create(&labels).clone(),
-                        last_seen: self.last_seen.get_or_create(&labels).clone(),
-                    };
-                    show_reading(&seen, &reading);
-                    self.show_thresholds(reading.generator, reading.thresholds);
-                    tracked.generators.insert(labels.generator, seen);
+                _ => {
+                    let index = tracked.topic_index(reading.topic);
+                    last_topic = Some((reading.topic.as_ptr(), reading.topic.len(), index));
+                    index
                 }
-            }
+            };
+            tracked.show(&reading, topic);
         }
         self.evict_past_cap(&mut tracked);
     }
@@ -221,47 +229,24 @@ impl AlertMetrics {
         let Ok(mut tracked) = self.tracked.lock() else {
             return;
         };
+        let tracked = &mut *tracked;
+        let revoked: Vec<(usize, i32)> = partitions
+            .iter()
+            .filter_map(|(topic, partition)| {
+                let index = tracked.topics.iter().position(|known| known == topic)?;
+                Some((index, *partition))
+            })
+            .collect();
         let before = tracked.generators.len();
-        tracked.generators.retain(|generator, seen| {
-            let revoked = partitions
-                .iter()
-                .any(|(topic, partition)| *partition == seen.partition && *topic == seen.topic);
-            if revoked {
-                self.remove_series(generator);
-            }
-            !revoked
-        });
+        tracked
+            .generators
+            .retain(|seen| !revoked.contains(&(seen.topic, seen.partition)));
         let removed = before - tracked.generators.len();
         if removed > 0 {
             debug!(
                 generators = removed,
                 "fuel gauges of generators last seen on revoked partitions removed; their new owner reports them"
             );
-        }
-    }
-
-    fn show_thresholds(&self, generator: &str, thresholds: Thresholds) {
-        for level in Level::ALL {
-            self.thresholds
-                .get_or_create(&ThresholdLabels {
-                    generator: generator.to_owned(),
-                    level: level.as_str(),
-                })
-                .set(thresholds.get(level));
-        }
-    }
-
-    fn remove_series(&self, generator: &str) {
-        let labels = GeneratorLabels {
-            generator: generator.to_owned(),
-        };
-        self.fuel.remove(&labels);
-        self.last_seen.remove(&labels);
-        for level in Level::ALL {
-            self.thresholds.remove(&ThresholdLabels {
-                generator: labels.generator.clone(),
-                level: level.as_str(),
-            });
         }
     }
 
@@ -279,23 +264,75 @@ impl AlertMetrics {
         let mut by_age: Vec<(i64, &str)> = tracked
             .generators
             .iter()
-            .map(|(generator, seen)| (seen.timestamp_ns, generator.as_str()))
+            .map(|seen| (seen.timestamp_ns, &*seen.generator))
             .collect();
         by_age.select_nth_unstable(excess - 1);
-        let oldest: Vec<String> = by_age[..excess]
+        let mut oldest: Vec<Box<str>> = by_age[..excess]
             .iter()
-            .map(|(_, generator)| (*generator).to_owned())
+            .map(|(_, generator)| (*generator).into())
             .collect();
-        for generator in &oldest {
-            tracked.generators.remove(generator);
-            self.remove_series(generator);
-        }
+        oldest.sort_unstable();
+        tracked
+            .generators
+            .retain(|seen| oldest.binary_search(&seen.generator).is_err());
         self.evicted.inc_by(excess as u64);
         info!(
             evicted = excess,
             max_generators = tracked.max_generators,
             "more generators than alerts.max_generators: the series of the least recently seen were removed"
         );
+    }
+}
+
+/// Writes the per-generator gauge families from the table at each scrape.
+#[derive(Debug)]
+struct GeneratorGauges {
+    tracked: Arc<Mutex<Tracked>>,
+}
+
+impl Collector for GeneratorGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // A poisoned lock means an update panicked midway; showing nothing beats guessing.
+        let Ok(tracked) = self.tracked.lock() else {
+            return Ok(());
+        };
+        let mut family = encoder.encode_descriptor(
+            "generator_fuel",
+            "Fuel level of each generator's latest durable reading",
+            None,
+            MetricType::Gauge,
+        )?;
+        for seen in tracked.generators.iter() {
+            let labels = [("generator", &*seen.generator)];
+            ConstGauge::new(seen.fuel).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "generator_last_seen_timestamp_seconds",
+            "Timestamp (Unix seconds) of each generator's latest durable reading",
+            None,
+            MetricType::Gauge,
+        )?;
+        for seen in tracked.generators.iter() {
+            let labels = [("generator", &*seen.generator)];
+            // Seconds as a float, like Prometheus' own timestamp gauges; f64 keeps
+            // microseconds exact for the next centuries.
+            let seconds = seen.timestamp_ns as f64 / 1e9;
+            ConstGauge::new(seconds).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "generator_fuel_threshold",
+            "Fuel thresholds (warn, critical) that apply to each generator",
+            None,
+            MetricType::Gauge,
+        )?;
+        for seen in tracked.generators.iter() {
+            for level in Level::ALL {
+                let labels = [("generator", &*seen.generator), ("level", level.as_str())];
+                let threshold = seen.thresholds.get(level);
+                ConstGauge::new(threshold).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
     }
 }
 
