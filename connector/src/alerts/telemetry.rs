@@ -340,29 +340,22 @@ impl Collector for GeneratorGauges {
         let Ok(tracked) = self.tracked.lock() else {
             return Ok(());
         };
-        let mut family = encoder.encode_descriptor(
+        per_generator(
+            &mut encoder,
+            &tracked,
             "generator_fuel",
             "Fuel level of each generator's latest durable reading",
-            None,
-            MetricType::Gauge,
+            |seen| seen.fuel,
         )?;
-        for seen in tracked.generators.iter() {
-            let labels = [("generator", seen.generator.as_str())];
-            ConstGauge::new(seen.fuel).encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+        // Seconds as a float, like Prometheus' own timestamp gauges; f64 keeps microseconds
+        // exact for the next centuries.
+        per_generator(
+            &mut encoder,
+            &tracked,
             "generator_last_seen_timestamp_seconds",
             "Timestamp (Unix seconds) of each generator's latest durable reading",
-            None,
-            MetricType::Gauge,
+            |seen| seen.timestamp_ns as f64 / 1e9,
         )?;
-        for seen in tracked.generators.iter() {
-            let labels = [("generator", seen.generator.as_str())];
-            // Seconds as a float, like Prometheus' own timestamp gauges; f64 keeps
-            // microseconds exact for the next centuries.
-            let seconds = seen.timestamp_ns as f64 / 1e9;
-            ConstGauge::new(seconds).encode(family.encode_family(&labels)?)?;
-        }
         let mut family = encoder.encode_descriptor(
             "generator_fuel_threshold",
             "Fuel thresholds (warn, critical) that apply to each generator",
@@ -381,6 +374,22 @@ impl Collector for GeneratorGauges {
         }
         Ok(())
     }
+}
+
+/// One gauge family with a series per generator, its value taken from the generator's entry.
+fn per_generator(
+    encoder: &mut DescriptorEncoder,
+    tracked: &Tracked,
+    name: &'static str,
+    help: &str,
+    value: impl Fn(&Seen) -> f64,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for seen in tracked.generators.iter() {
+        let labels = [("generator", seen.generator.as_str())];
+        ConstGauge::new(value(seen)).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
