@@ -133,16 +133,19 @@ impl Tracked {
         std::hash::BuildHasher::hash_one(&self.hasher, generator)
     }
 
-    fn topic_index(&mut self, topic: &str) -> u32 {
-        let index = match self.topics.iter().position(|known| known == topic) {
-            Some(index) => index,
-            None => {
-                self.topics.push(topic.to_owned());
-                self.topics.len() - 1
-            }
-        };
+    /// The index of a topic readings already came from.
+    fn known_topic(&self, topic: &str) -> Option<u32> {
+        let index = self.topics.iter().position(|known| known == topic)?;
         // A sink reads a handful of topics; more than 2^32 names would not fit in memory.
-        u32::try_from(index).unwrap_or(u32::MAX)
+        u32::try_from(index).ok()
+    }
+
+    /// The index of `topic`, named here from now on if it is new.
+    fn topic_index(&mut self, topic: &str) -> u32 {
+        self.known_topic(topic).unwrap_or_else(|| {
+            self.topics.push(topic.to_owned());
+            u32::try_from(self.topics.len() - 1).unwrap_or(u32::MAX)
+        })
     }
 
     /// Shows `reading` unless its generator already shows a newer one.
@@ -247,7 +250,8 @@ impl AlertMetrics {
             return;
         };
         // The readings of one batch name their topic with the same few strings: the last one
-        // resolved is tried by address before any comparison.
+        // resolved is tried by address before any comparison (resolving each reading's topic by
+        // name made `gauges/durable_batch` about 30 % slower).
         let mut last_topic: Option<(*const u8, usize, u32)> = None;
         for reading in readings {
             let topic = match last_topic {
@@ -272,13 +276,9 @@ impl AlertMetrics {
         let Ok(mut tracked) = self.tracked.lock() else {
             return;
         };
-        let tracked = &mut *tracked;
         let revoked: Vec<(u32, i32)> = partitions
             .iter()
-            .filter_map(|(topic, partition)| {
-                let index = tracked.topics.iter().position(|known| known == topic)?;
-                Some((u32::try_from(index).ok()?, *partition))
-            })
+            .filter_map(|(topic, partition)| Some((tracked.known_topic(topic)?, *partition)))
             .collect();
         let before = tracked.generators.len();
         tracked

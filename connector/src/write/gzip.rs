@@ -6,9 +6,10 @@
 //! the time for bodies about 4 % larger (README, Dependencies). The batch is whole in memory, so
 //! the one-shot call compresses it without a streaming encoder's copies.
 //!
-//! The FFI is confined to [`Igzip::compress`]: the stream state (82 KB) and level-1 hash buffer
-//! are allocated once per thread and reused, as is the output buffer; a fresh zero-filled
-//! buffer per batch cost more than copying the compressed body (a fifth of the input) out.
+//! The FFI is confined to [`Igzip`] (its zeroed state in `new`, the one-shot call in
+//! `compress`): the stream state (82 KB) and level-1 hash buffer are allocated once per thread
+//! and reused, as is the output buffer; a fresh zero-filled buffer per batch cost more than
+//! copying the compressed body (a fifth of the input) out.
 
 use std::cell::RefCell;
 
@@ -25,7 +26,7 @@ pub fn gzip(lines: &[u8]) -> Result<Vec<u8>, GzipError> {
 
 /// Largest output buffer a thread keeps between batches (a batch of the default
 /// `batch.max_bytes`, 1 MiB, needs a little more than that); a bigger batch gets its own.
-pub(crate) const KEPT_OUTPUT_MAX: usize = 4 << 20;
+const KEPT_OUTPUT_MAX: usize = 4 << 20;
 
 thread_local! {
     static KEPT: RefCell<Option<Igzip>> = const { RefCell::new(None) };
@@ -78,9 +79,12 @@ impl Igzip {
 
     /// gzip of `input`, one deflate stream with a gzip header and trailer.
     fn compress(&mut self, input: &[u8]) -> Result<Vec<u8>, GzipError> {
-        let too_large = GzipError::TooLarge { bytes: input.len() };
-        let avail_in = u32::try_from(input.len()).map_err(|_| too_large)?;
         let bound = output_bound(input.len());
+        // igzip takes both sizes as 32-bit fields.
+        let (Ok(avail_in), Ok(avail_out)) = (u32::try_from(input.len()), u32::try_from(bound))
+        else {
+            return Err(GzipError::TooLarge { bytes: input.len() });
+        };
         let mut own;
         let output = if bound <= KEPT_OUTPUT_MAX {
             if self.output.len() < bound {
@@ -91,8 +95,6 @@ impl Igzip {
             own = vec![0; bound];
             &mut own[..]
         };
-        let avail_out =
-            u32::try_from(bound).map_err(|_| GzipError::TooLarge { bytes: input.len() })?;
         let stream = &mut *self.stream;
         // SAFETY: the stream was zero-initialised in `new` and is re-initialised here. igzip
         // reads `avail_in` bytes from `next_in` (the input slice), writes at most `avail_out`
