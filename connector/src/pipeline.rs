@@ -9,9 +9,11 @@
 //!                                       watermark: longest durable prefix per partition → store → commit
 //! ```
 //! One `select!` waits for the next record, a batch finishing, the linger deadline or shutdown.
-//! When a record arrives, the ones librdkafka already holds are taken in the same turn (up to
-//! a thousand, stopping wherever reading must stop), so a backlog does not cost a turn of the
-//! `select!` per record.
+//! The assigned partitions' messages are forwarded to the sink's own queue
+//! ([`crate::source::RecordQueue`]); when it holds something, up to a thousand are taken from
+//! librdkafka in one call and offered in the same turn, so a backlog costs neither a turn of the
+//! `select!` nor a librdkafka poll per record. Where reading must stop partway, the rest are
+//! held, in order.
 //! A full (or lingered) batch is dispatched to its own write task while there is room; batches
 //! finish in any order, and [`crate::watermark`] stores a partition's offset only up to the
 //! longest prefix of its batches that are all durable.
@@ -52,7 +54,7 @@ use crate::kafka_events::{KafkaEvents, Trouble};
 use crate::map::Mapping;
 use crate::metrics::{self, Telemetry};
 use crate::registry::{RegistryClient, RegistryError};
-use crate::source::{self, ProducerEvents, Received, SourceConsumer};
+use crate::source::{self, ProducerEvents, QueuedMessage, Received, RecordQueue, SourceConsumer};
 pub use crate::stages::InvalidRecord;
 use crate::stages::{Accepted, Stages};
 use crate::write::InfluxWriter;
@@ -120,6 +122,10 @@ struct SchemaFetch {
 /// The stages, built from the configuration, and the state between them.
 struct Pipeline {
     consumer: Arc<SourceConsumer>,
+    /// The assigned partitions' messages, taken a batch at a time.
+    records: Arc<RecordQueue>,
+    /// The messages of the current take, kept for its buffer.
+    taken: Vec<QueuedMessage>,
     stages: Stages,
     policy: BatchPolicy,
     in_flight: InFlight,
@@ -172,12 +178,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         None => None,
     };
     let partitions_in_flight = telemetry.partitions_in_flight();
-    let consumer = Arc::new(source::subscribe(
+    let (consumer, records) = source::subscribe(
         &config.kafka,
         telemetry.clone(),
         partitions_in_flight.clone(),
         config.shutdown_timeout.min(MAX_REVOKE_WAIT),
-    )?);
+    )?;
     let producer_events = Arc::new(KafkaEvents::new(
         "dead-letter producer",
         telemetry.clone(),
@@ -228,6 +234,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
     ));
     let mut pipeline = Pipeline {
         consumer: consumer.clone(),
+        records,
+        taken: Vec::new(),
         stages: Stages::new(
             decoder,
             config.mapping.clone(),
@@ -336,7 +344,13 @@ impl Pipeline {
             if !self.held.is_empty() && !self.blocked() {
                 self.forget_revoked_held();
             }
-            while !self.blocked() {
+            loop {
+                // Before each record, as for records read afresh: a full batch goes out first
+                // if a slot is free (a slot may have freed up since the batch filled).
+                self.dispatch_if_full();
+                if self.blocked() {
+                    break;
+                }
                 let Some(held) = self.held.pop_front() else {
                     break;
                 };
@@ -352,9 +366,7 @@ impl Pipeline {
                         self.fetch_schema(key);
                     }
                 }
-                self.dispatch_if_full();
             }
-            self.dispatch_if_full();
             self.telemetry.set_buffered_bytes(self.batch.line_bytes());
             let blocked = self.blocked();
             if blocked {
@@ -395,6 +407,16 @@ impl Pipeline {
                     };
                     pause_assignment(&self.consumer, why);
                 }
+                () = self.records.wait(), if !blocked || paused => {
+                    if blocked {
+                        self.hold_newly_assigned(&mut last_receive_error);
+                    } else {
+                        last_receive_error.clear();
+                        self.take_queued(&mut last_receive_error)?;
+                    }
+                }
+                // Serves rebalances, and delivers the messages of a partition that could not be
+                // forwarded to the record queue.
                 received = self.consumer.recv(), if !blocked || paused => match received {
                     Ok(message) if blocked => {
                         // Only a partition assigned during the pause delivers now: hold its
@@ -415,6 +437,71 @@ impl Pipeline {
                 },
             }
         }
+    }
+
+    /// Takes the records waiting in the record queue, up to [`READY_PER_TURN`] (or what the
+    /// batch has room for while no write slot is free), and offers them in order. Where reading
+    /// must stop (a full batch with no write slot, a record waiting for its schema) the rest
+    /// are held, in order: librdkafka has moved past them, so none may be let go unprocessed.
+    fn take_queued(&mut self, last_receive_error: &mut String) -> Result<(), Stop> {
+        let max = if self.in_flight.has_room() {
+            READY_PER_TURN
+        } else {
+            self.policy
+                .max_records
+                .saturating_sub(self.batch.records())
+                .clamp(1, READY_PER_TURN)
+        };
+        let mut taken = std::mem::take(&mut self.taken);
+        self.records.take(max, &mut taken);
+        let mut outcome = Ok(());
+        let mut messages = taken.drain(..);
+        for queued in messages.by_ref() {
+            let message = match queued.checked() {
+                Ok(message) => message,
+                Err(error) => {
+                    note_receive_error(last_receive_error, &error);
+                    continue;
+                }
+            };
+            self.dispatch_if_full();
+            if self.blocked() {
+                let held = self.held(message.detach());
+                self.held.push_back(held);
+                continue;
+            }
+            match offer(&self.stages, &mut self.batch, &mut self.consumed, message) {
+                Ok(Accepted::Taken) => {}
+                Ok(Accepted::NeedsSchema(key)) => self.hold_for_schema(message.detach(), key),
+                Err(stop) => {
+                    // Stopping: what is left is never stored, so it is read again after a
+                    // restart.
+                    outcome = Err(stop);
+                    break;
+                }
+            }
+        }
+        drop(messages);
+        self.taken = taken;
+        outcome
+    }
+
+    /// While reading is paused, only a partition assigned during the pause delivers: holds its
+    /// records, in order, and pauses it too.
+    fn hold_newly_assigned(&mut self, last_receive_error: &mut String) {
+        let mut taken = std::mem::take(&mut self.taken);
+        self.records.take(READY_PER_TURN, &mut taken);
+        for queued in taken.drain(..) {
+            match queued.checked() {
+                Ok(message) => {
+                    pause_partition(&self.consumer, message.topic(), message.partition());
+                    let held = self.held(message.detach());
+                    self.held.push_back(held);
+                }
+                Err(error) => note_receive_error(last_receive_error, &error),
+            }
+        }
+        self.taken = taken;
     }
 
     /// Takes the records librdkafka already holds, up to [`READY_PER_TURN`], without a turn of

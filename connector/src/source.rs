@@ -11,7 +11,7 @@
 //! points (InfluxDB keeps one copy).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -30,6 +30,9 @@ use crate::kafka_events::KafkaEvents;
 use crate::map::HeaderLookup;
 use crate::metrics::Telemetry;
 use crate::secret::shown_property_value;
+
+mod queue;
+pub use queue::{QueuedHeaders, QueuedMessage, RecordQueue};
 
 /// Default cap on librdkafka's prefetch queue, in KiB (override with the property of that name).
 pub const DEFAULT_PREFETCH_KBYTES: &str = "16384";
@@ -189,6 +192,9 @@ pub struct SourceContext {
     revocations: Mutex<HashMap<(String, i32), u64>>,
     /// librdkafka's log lines and errors, reported once per change.
     events: KafkaEvents,
+    /// Where assigned partitions' messages are forwarded. Weak: the record loop owns the queue
+    /// and destroys it before the client.
+    record_queue: OnceLock<Weak<RecordQueue>>,
 }
 
 impl SourceContext {
@@ -274,7 +280,12 @@ impl ConsumerContext for SourceContext {
                     "partitions revoked; durable offsets are committed, the rest is re-read by the next owner"
                 )
             }
-            Rebalance::Assign(_) => {}
+            Rebalance::Assign(partitions) => {
+                // Before rdkafka assigns them, so their first fetch already goes to the queue.
+                if let Some(queue) = self.record_queue.get().and_then(Weak::upgrade) {
+                    queue.forward(partitions);
+                }
+            }
             Rebalance::Error(error) => warn!(%error, "rebalance failed"),
         }
     }
@@ -345,7 +356,8 @@ fn describe(partitions: &TopicPartitionList) -> String {
 /// The sink's consumer.
 pub type SourceConsumer = StreamConsumer<SourceContext>;
 
-/// Creates the consumer and subscribes it to the configured topics.
+/// Creates the consumer and subscribes it to the configured topics, with the queue its assigned
+/// partitions' messages are forwarded to.
 ///
 /// On revoke, the rebalance callback waits up to `revoke_wait` for the revoked partitions'
 /// batches in flight (see [`PartitionsInFlight`]).
@@ -354,25 +366,28 @@ pub fn subscribe(
     telemetry: Arc<Telemetry>,
     in_flight: Arc<PartitionsInFlight>,
     revoke_wait: Duration,
-) -> KafkaResult<SourceConsumer> {
-    let consumer: SourceConsumer =
-        settings
-            .consumer_config()
-            .create_with_context(SourceContext {
-                events: KafkaEvents::new(
-                    "consumer",
-                    telemetry.clone(),
-                    true,
-                    settings.secret_values(),
-                ),
-                telemetry,
-                in_flight,
-                revoke_wait,
-                revocations: Mutex::default(),
-            })?;
+) -> KafkaResult<(Arc<SourceConsumer>, Arc<RecordQueue>)> {
+    let consumer: Arc<SourceConsumer> = Arc::new(settings.consumer_config().create_with_context(
+        SourceContext {
+            events: KafkaEvents::new(
+                "consumer",
+                telemetry.clone(),
+                true,
+                settings.secret_values(),
+            ),
+            telemetry,
+            in_flight,
+            revoke_wait,
+            revocations: Mutex::default(),
+            record_queue: OnceLock::new(),
+        },
+    )?);
+    let queue = Arc::new(RecordQueue::new(consumer.clone()));
+    // Set before subscribing: no partition is assigned before this.
+    let _ = consumer.context().record_queue.set(Arc::downgrade(&queue));
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
-    Ok(consumer)
+    Ok((consumer, queue))
 }
 
 /// Stores the offsets of a durable batch, partition by partition. A partition revoked while
