@@ -598,7 +598,9 @@ def test_secrets_never_leak(kafka, make_sink, sink_bin, pki, tmp_path):
     # The capture is not trivial: a trace log with librdkafka's debug output and the error paths.
     log = captures["sink log"]
     lines = log.splitlines()
-    assert len(lines) > 1000, f"only {len(lines)} log lines at trace level"
+    # (The floor counts every line; rdkafka's per-message trace lines no longer come since
+    # messages are taken from librdkafka in batches, and the checks below say what is in it.)
+    assert len(lines) > 500, f"only {len(lines)} log lines at trace level"
     parsed = [json.loads(line) for line in lines if line.startswith("{")]
     rdkafka = [e for e in parsed if e.get("target") == "librdkafka"]  # librdkafka's own debug lines
     assert len(rdkafka) > 100, f"only {len(rdkafka)} librdkafka debug lines in the log"
