@@ -34,7 +34,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_core::Stream as _;
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::Message;
 use rdkafka::consumer::Consumer as _;
@@ -54,7 +53,7 @@ use crate::kafka_events::{KafkaEvents, Trouble};
 use crate::map::Mapping;
 use crate::metrics::{self, Telemetry};
 use crate::registry::{RegistryClient, RegistryError};
-use crate::source::{self, ProducerEvents, QueuedMessage, Received, RecordQueue, SourceConsumer};
+use crate::source::{self, ProducerEvents, Received, RecordQueue, SourceConsumer};
 pub use crate::stages::InvalidRecord;
 use crate::stages::{Accepted, Stages};
 use crate::write::InfluxWriter;
@@ -124,8 +123,6 @@ struct Pipeline {
     consumer: Arc<SourceConsumer>,
     /// The assigned partitions' messages, taken a batch at a time.
     records: Arc<RecordQueue>,
-    /// The messages of the current take, kept for its buffer.
-    taken: Vec<QueuedMessage>,
     stages: Stages,
     policy: BatchPolicy,
     in_flight: InFlight,
@@ -235,7 +232,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
     let mut pipeline = Pipeline {
         consumer: consumer.clone(),
         records,
-        taken: Vec::new(),
         stages: Stages::new(
             decoder,
             config.mapping.clone(),
@@ -411,27 +407,19 @@ impl Pipeline {
                     if blocked {
                         self.hold_newly_assigned(&mut last_receive_error);
                     } else {
-                        last_receive_error.clear();
                         self.take_queued(&mut last_receive_error)?;
                     }
                 }
-                // Serves rebalances, and delivers the messages of a partition that could not be
-                // forwarded to the record queue.
+                // Serves rebalances. Only a partition that could not be forwarded to the record
+                // queue delivers messages here, one per turn.
                 received = self.consumer.recv(), if !blocked || paused => match received {
-                    Ok(message) if blocked => {
-                        // Only a partition assigned during the pause delivers now: hold its
-                        // record and pause it too.
-                        pause_partition(&self.consumer, message.topic(), message.partition());
-                        let held = self.held(message.detach());
-                        self.held.push_back(held);
-                    }
+                    Ok(message) if blocked => self.hold_assigned_during_pause(message.detach()),
                     Ok(message) => {
                         last_receive_error.clear();
                         match offer(&self.stages, &mut self.batch, &mut self.consumed, &message)? {
                             Accepted::Taken => {}
                             Accepted::NeedsSchema(key) => self.hold_for_schema(message.detach(), key),
                         }
-                        self.take_ready(&mut last_receive_error)?;
                     }
                     Err(error) => note_receive_error(&mut last_receive_error, &error),
                 },
@@ -443,6 +431,8 @@ impl Pipeline {
     /// batch has room for while no write slot is free), and offers them in order. Where reading
     /// must stop (a full batch with no write slot, a record waiting for its schema) the rest
     /// are held, in order: librdkafka has moved past them, so none may be let go unprocessed.
+    /// Under `dead_letter.policy = "fail"` an invalid record stops the sink, and what is left
+    /// of the take is never stored, so it is read again after a restart.
     fn take_queued(&mut self, last_receive_error: &mut String) -> Result<(), Stop> {
         let max = if self.in_flight.has_room() {
             READY_PER_TURN
@@ -452,11 +442,7 @@ impl Pipeline {
                 .saturating_sub(self.batch.records())
                 .clamp(1, READY_PER_TURN)
         };
-        let mut taken = std::mem::take(&mut self.taken);
-        self.records.take(max, &mut taken);
-        let mut outcome = Ok(());
-        let mut messages = taken.drain(..);
-        for queued in messages.by_ref() {
+        for queued in self.records.take(max) {
             let message = match queued.checked() {
                 Ok(message) => message,
                 Err(error) => {
@@ -464,75 +450,42 @@ impl Pipeline {
                     continue;
                 }
             };
+            last_receive_error.clear();
             self.dispatch_if_full();
             if self.blocked() {
-                let held = self.held(message.detach());
-                self.held.push_back(held);
+                self.hold_back(message.detach());
                 continue;
             }
-            match offer(&self.stages, &mut self.batch, &mut self.consumed, message) {
-                Ok(Accepted::Taken) => {}
-                Ok(Accepted::NeedsSchema(key)) => self.hold_for_schema(message.detach(), key),
-                Err(stop) => {
-                    // Stopping: what is left is never stored, so it is read again after a
-                    // restart.
-                    outcome = Err(stop);
-                    break;
-                }
-            }
-        }
-        drop(messages);
-        self.taken = taken;
-        outcome
-    }
-
-    /// While reading is paused, only a partition assigned during the pause delivers: holds its
-    /// records, in order, and pauses it too.
-    fn hold_newly_assigned(&mut self, last_receive_error: &mut String) {
-        let mut taken = std::mem::take(&mut self.taken);
-        self.records.take(READY_PER_TURN, &mut taken);
-        for queued in taken.drain(..) {
-            match queued.checked() {
-                Ok(message) => {
-                    pause_partition(&self.consumer, message.topic(), message.partition());
-                    let held = self.held(message.detach());
-                    self.held.push_back(held);
-                }
-                Err(error) => note_receive_error(last_receive_error, &error),
-            }
-        }
-        self.taken = taken;
-    }
-
-    /// Takes the records librdkafka already holds, up to [`READY_PER_TURN`], without a turn of
-    /// the loop for each: a turn polls every other branch too. Stops where reading must stop (a
-    /// full batch with no write slot, a record waiting for its schema) and at the first record
-    /// not there yet.
-    fn take_ready(&mut self, last_receive_error: &mut String) -> Result<(), Stop> {
-        let consumer = Arc::clone(&self.consumer);
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        // One stream for the whole turn: each `recv` registers and unregisters a waker slot under
-        // a mutex, which was a few percent of the record loop when paid per record.
-        let mut stream = consumer.stream();
-        for _ in 0..READY_PER_TURN {
-            self.dispatch_if_full();
-            if self.blocked() {
-                break;
-            }
-            let message = match std::pin::Pin::new(&mut stream).poll_next(&mut context) {
-                std::task::Poll::Ready(Some(Ok(message))) => message,
-                std::task::Poll::Ready(Some(Err(error))) => {
-                    note_receive_error(last_receive_error, &error);
-                    break;
-                }
-                std::task::Poll::Ready(None) | std::task::Poll::Pending => break,
-            };
-            match offer(&self.stages, &mut self.batch, &mut self.consumed, &message)? {
+            match offer(&self.stages, &mut self.batch, &mut self.consumed, message)? {
                 Accepted::Taken => {}
                 Accepted::NeedsSchema(key) => self.hold_for_schema(message.detach(), key),
             }
         }
         Ok(())
+    }
+
+    /// While reading is paused, only a partition assigned during the pause delivers: holds its
+    /// records, in order, and pauses it too.
+    fn hold_newly_assigned(&mut self, last_receive_error: &mut String) {
+        for queued in self.records.take(READY_PER_TURN) {
+            match queued.checked() {
+                Ok(message) => self.hold_assigned_during_pause(message.detach()),
+                Err(error) => note_receive_error(last_receive_error, &error),
+            }
+        }
+    }
+
+    /// Holds `message`, from a partition assigned while reading was paused, and pauses that
+    /// partition too.
+    fn hold_assigned_during_pause(&mut self, message: OwnedMessage) {
+        pause_partition(&self.consumer, message.topic(), message.partition());
+        self.hold_back(message);
+    }
+
+    /// Holds `message`, last in line.
+    fn hold_back(&mut self, message: OwnedMessage) {
+        let held = self.held(message);
+        self.held.push_back(held);
     }
 
     /// Lets go of held records whose partition was revoked while they waited, even if it was

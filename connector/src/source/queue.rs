@@ -40,15 +40,16 @@ use super::SourceConsumer;
 /// The sink's own librdkafka queue, to which every assigned partition's messages are forwarded.
 pub struct RecordQueue {
     queue: NonNull<rdsys::rd_kafka_queue_t>,
-    /// Woken by librdkafka when the queue turns non-empty; handed to it as a raw pointer.
-    arrived: *const Notify,
+    /// Woken by librdkafka when the queue turns non-empty; librdkafka holds its address, which
+    /// the box keeps in place.
+    arrived: Box<Notify>,
     /// Keeps the client alive: the queue must be destroyed before it (it holds messages whose
     /// release touches the client's partitions).
     consumer: Arc<SourceConsumer>,
 }
 
 // SAFETY: librdkafka queues may be used and destroyed from any thread (every operation takes
-// the queue's lock), and `Notify` is `Sync`.
+// the queue's lock).
 unsafe impl Send for RecordQueue {}
 // SAFETY: as for `Send`; `&RecordQueue` only reaches thread-safe librdkafka calls.
 unsafe impl Sync for RecordQueue {}
@@ -64,8 +65,8 @@ impl std::fmt::Debug for RecordQueue {
 /// Called by librdkafka (on one of its threads, under the queue's lock) when the queue turns
 /// non-empty.
 unsafe extern "C" fn wake(_client: *mut rdsys::rd_kafka_t, arrived: *mut c_void) {
-    // SAFETY: `arrived` is the `Notify` the queue was given in `RecordQueue::new`; it is freed
-    // only after the callback is removed, which waits for the queue's lock.
+    // SAFETY: `arrived` is the boxed `Notify` the queue was given in `RecordQueue::new`; it is
+    // freed only after the callback is removed, which waits for the queue's lock.
     let arrived = unsafe { &*(arrived as *const Notify) };
     arrived.notify_one();
 }
@@ -82,13 +83,14 @@ impl RecordQueue {
             // Not reachable: librdkafka allocates with an abort on failure.
             std::process::abort()
         });
-        let arrived = Arc::into_raw(Arc::new(Notify::new()));
-        // SAFETY: `queue` is valid; `arrived` stays valid until `drop` removes the callback.
+        let arrived = Box::new(Notify::new());
+        // SAFETY: `queue` is valid; the boxed `Notify` stays where it is until `drop` has
+        // removed the callback.
         unsafe {
             rdsys::rd_kafka_queue_cb_event_enable(
                 queue.as_ptr(),
                 Some(wake),
-                arrived as *mut c_void,
+                std::ptr::from_ref::<Notify>(&arrived).cast_mut().cast(),
             );
         }
         Self {
@@ -152,13 +154,12 @@ impl RecordQueue {
             return;
         }
         // A message that arrives between the check and here stores a permit: not missed.
-        // SAFETY: `arrived` is valid while `self` is.
-        unsafe { &*self.arrived }.notified().await;
+        self.arrived.notified().await;
     }
 
-    /// Takes up to `max` messages that are already there, without waiting, appending them to
-    /// `into` in the order librdkafka delivers them (per partition, by offset).
-    pub fn take(&self, max: usize, into: &mut Vec<QueuedMessage>) {
+    /// Takes up to `max` messages that are already there, without waiting, in the order
+    /// librdkafka delivers them (per partition, by offset).
+    pub fn take(&self, max: usize) -> Vec<QueuedMessage> {
         let mut taken: Vec<*mut rdsys::rd_kafka_message_t> = Vec::with_capacity(max);
         // SAFETY: `taken` has room for `max` pointers; librdkafka writes at most that many and
         // returns how many it wrote (or -1 on a bad argument, treated as none).
@@ -168,24 +169,23 @@ impl RecordQueue {
         let count = usize::try_from(count).unwrap_or(0).min(max);
         // SAFETY: librdkafka initialised the first `count` slots.
         unsafe { taken.set_len(count) };
-        into.extend(
-            taken
-                .into_iter()
-                .filter_map(NonNull::new)
-                .map(|message| QueuedMessage { message }),
-        );
+        // Collected in place: the pointers' buffer becomes the messages'.
+        taken
+            .into_iter()
+            .filter_map(NonNull::new)
+            .map(|message| QueuedMessage { message })
+            .collect()
     }
 }
 
 impl Drop for RecordQueue {
     fn drop(&mut self) {
         // SAFETY: removing the callback takes the queue's lock, which librdkafka holds while it
-        // calls `wake`, so no call is running or can start once it returns and `arrived` can
-        // be freed. Destroying the queue releases the messages still in it; the client is still
-        // alive (`self.consumer` is dropped after this).
+        // calls `wake`, so no call is running or can start once it returns, and `arrived` may
+        // be freed after this. Destroying the queue releases the messages still in it; the
+        // client is still alive (`self.consumer` is dropped after this).
         unsafe {
             rdsys::rd_kafka_queue_cb_event_enable(self.queue.as_ptr(), None, std::ptr::null_mut());
-            drop(Arc::from_raw(self.arrived));
             rdsys::rd_kafka_queue_destroy(self.queue.as_ptr());
         }
     }
@@ -486,7 +486,7 @@ mod tests {
                     seen(&message)
                 );
             }
-            queue.take(10, &mut taken);
+            taken.extend(queue.take(10));
         }
         assert_eq!(taken.len(), sent.len(), "every produced message was taken");
 
