@@ -10,14 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::kafka_events::KafkaEvents;
 use crate::reject::Rejection;
-use crate::source::ProducerEvents;
 use crate::write::Backoff;
+
+mod producer;
+pub use producer::{DeadLetterProducer, Delivery};
 
 /// Header names, as Kafka Connect writes them.
 pub mod headers {
@@ -163,7 +164,7 @@ pub enum DeadLetterError {
 
 /// Produces dead letters and waits for their acknowledgement.
 pub struct DeadLetterSink {
-    producer: FutureProducer<ProducerEvents>,
+    producer: DeadLetterProducer,
     /// The producer's connection reports, told when a broker acknowledges.
     events: Arc<KafkaEvents>,
     topic_template: String,
@@ -175,7 +176,7 @@ pub struct DeadLetterSink {
 impl DeadLetterSink {
     /// A sink producing with `producer` to topics named by `topic_template`.
     pub fn new(
-        producer: FutureProducer<ProducerEvents>,
+        producer: DeadLetterProducer,
         events: Arc<KafkaEvents>,
         topic_template: String,
         backoff: Backoff,
@@ -207,22 +208,8 @@ impl DeadLetterSink {
             let mut in_flight = Vec::with_capacity(pending.len());
             for letter in pending {
                 let topic = topic_for(&self.topic_template, &letter.topic);
-                let mut record =
-                    FutureRecord::<[u8], [u8]>::to(&topic).headers(letter.kafka_headers());
-                if let Some(key) = &letter.key {
-                    record = record.key(key.as_slice());
-                }
-                if let Some(value) = &letter.value {
-                    record = record.payload(value.as_slice());
-                }
-                if let Some(timestamp) = letter.timestamp_ms {
-                    record = record.timestamp(timestamp);
-                }
-                // Queueing never blocks; the delivery future resolves on the broker's answer.
-                let delivery = self
-                    .producer
-                    .send_result(record)
-                    .map_err(|(error, _)| error);
+                // Queueing never blocks; the delivery resolves on the broker's answer.
+                let delivery = self.producer.send(&topic, letter);
                 in_flight.push((letter, topic, delivery));
             }
             let mut failed = Vec::new();
@@ -238,7 +225,7 @@ impl DeadLetterSink {
                                 self.events.connected();
                                 Ok(())
                             }
-                            Ok(Err((error, _))) => Err(error.to_string()),
+                            Ok(Err(error)) => Err(error.to_string()),
                             Err(_) => Err("producer dropped the delivery".to_owned()),
                         },
                     },

@@ -38,7 +38,6 @@ use prometheus_client::metrics::counter::Counter;
 use rdkafka::Message;
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::OwnedMessage;
-use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -46,14 +45,14 @@ use tracing::{debug, error, info, warn};
 use crate::alerts::{AlertRules, Level};
 use crate::batch::{Batch, BatchPolicy, Written};
 use crate::config::Config;
-use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::dead_letter::{DeadLetter, DeadLetterProducer, DeadLetterSink};
 use crate::decode::{CachedSchema, SchemaKey};
 use crate::inflight::{Completed, InFlight, TaskFailed};
 use crate::kafka_events::{KafkaEvents, Trouble};
 use crate::map::Mapping;
 use crate::metrics::{self, Telemetry};
 use crate::registry::{RegistryClient, RegistryError};
-use crate::source::{self, ProducerEvents, Received, RecordQueue, SourceConsumer};
+use crate::source::{self, Received, RecordQueue, SourceConsumer};
 pub use crate::stages::InvalidRecord;
 use crate::stages::{Accepted, Stages};
 use crate::write::InfluxWriter;
@@ -187,10 +186,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunSumma
         false,
         config.kafka.secret_values(),
     ));
-    let producer: FutureProducer<ProducerEvents> = config
-        .kafka
-        .dead_letter_producer_config()
-        .create_with_context(ProducerEvents(producer_events.clone()))?;
+    let producer = DeadLetterProducer::new(
+        &config.kafka.dead_letter_producer_config(),
+        producer_events.clone(),
+    )?;
     let writer = InfluxWriter::new(&config.influxdb, telemetry.clone())?;
     let registry = config
         .schema_registry

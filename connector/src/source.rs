@@ -224,21 +224,6 @@ impl ClientContext for SourceContext {
     }
 }
 
-/// The dead-letter producer's context: its librdkafka log lines and errors, reported as the
-/// consumer's are (without gating readiness; dead-letter delivery reports its own failures).
-#[derive(Debug)]
-pub struct ProducerEvents(pub Arc<KafkaEvents>);
-
-impl ClientContext for ProducerEvents {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.0.log(level, facility, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.0.error(&error, reason);
-    }
-}
-
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
