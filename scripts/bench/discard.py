@@ -10,6 +10,8 @@ lines, gunzips bodies sent with `Content-Encoding: gzip`, and optionally:
                    out right after), in a 1 ms-resolution histogram
   --capture FILE   appends every (decompressed) body to FILE, each as an 8-byte big-endian
                    length and the bytes: the exact requests, for scripts/bench/replay.py
+  --delay-ms N     waits N ms before answering each write: a slow server (as InfluxDB is,
+                   about 100 ms per 5,000 lines here) without a server's CPU next to the writer
 
 GET /stats returns the counters as JSON; GET /ping answers 204 like InfluxDB.
 It prints `listening on http://127.0.0.1:PORT` on stdout once it serves (--port 0 picks one).
@@ -116,6 +118,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as InfluxDB
     server_version = "bench-discard"
     stats: Stats
+    delay_s = 0.0
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet
         pass
@@ -197,6 +200,8 @@ class Handler(BaseHTTPRequestHandler):
                 st.capture.write(struct.pack(">Q", len(body)))
                 st.capture.write(body)
                 st.capture.flush()
+        if self.delay_s:
+            time.sleep(self.delay_s)
         self._answer(204)
 
 
@@ -205,8 +210,10 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--latency", action="store_true", help="record per-line produce->ack latency")
     ap.add_argument("--capture", metavar="FILE", help="append every decompressed body to FILE")
+    ap.add_argument("--delay-ms", type=float, default=0.0, help="wait this long before answering each write")
     args = ap.parse_args()
     Handler.stats = Stats(args.latency, args.capture)
+    Handler.delay_s = args.delay_ms / 1000.0
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

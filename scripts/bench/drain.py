@@ -74,9 +74,10 @@ def preload_topic(sink: str, brokers: str, records: int, prefix: str) -> str:
     return topic
 
 
-def start_discard() -> tuple[subprocess.Popen, int]:
-    """`discard.py` on a free port, and the port."""
-    discard = subprocess.Popen([sys.executable, str(HERE / "discard.py"), "--port", "0"], stdout=subprocess.PIPE)
+def start_discard(delay_ms: float) -> tuple[subprocess.Popen, int]:
+    """`discard.py` on a free port, answering each write after `delay_ms`, and the port."""
+    discard = subprocess.Popen([sys.executable, str(HERE / "discard.py"), "--port", "0", "--delay-ms", str(delay_ms)],
+                               stdout=subprocess.PIPE)
     assert discard.stdout is not None
     return discard, int(discard.stdout.readline().decode().strip().rsplit(":", 1)[1])
 
@@ -112,7 +113,7 @@ def wait_until_stored(sink: subprocess.Popen, metrics: str, records: int, timeou
 
 
 def drain(args: argparse.Namespace) -> None:
-    discard, port = start_discard()
+    discard, port = start_discard(args.delay_ms)
     log_path = REPO / "target" / "bench" / "drain.log"
     sink = subprocess.Popen([args.sink, "run", "--config", str(HERE / "sink.toml")],
                             env=sink_env(args.brokers, args.topic, port, args.gzip, args.metrics, "drain"),
@@ -147,6 +148,8 @@ def main() -> None:
     ap.add_argument("--brokers", default="127.0.0.1:29092")
     ap.add_argument("--metrics", default="127.0.0.1:29466")
     ap.add_argument("--no-gzip", dest="gzip", action="store_false")
+    ap.add_argument("--delay-ms", type=float, default=0.0,
+                    help="the endpoint answers each write this late: a slow server without its CPU")
     ap.add_argument("--timeout", type=float, default=300)
     args = ap.parse_args()
     if args.preload:
