@@ -19,10 +19,13 @@
 #   BENCH_METRICS_PORT (29464), BENCH_LATENCY_RATE (records/s of the latency runs; default half
 #   of each measured rate), BENCH_LATENCY_LOW_RATE (5000; 0 skips the latency-low-* runs),
 #   BENCH_CONCURRENCY (2: the sink's influxdb.write_concurrency and the replay's),
-#   BENCH_SKIP_BUILD=1 (use the existing release binary).
+#   BENCH_SKIP_BUILD=1 (use the existing release binary),
+#   BENCH_SINK (a kafka-influx-sink binary to measure instead of target/release's; no build).
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# Relative to where the script was called from.
+BENCH_SINK=${BENCH_SINK:+$(readlink -f "$BENCH_SINK")}
 cd "$REPO_ROOT"
 
 BENCH_DIR=${BENCH_DIR:-$REPO_ROOT/target/bench}
@@ -31,14 +34,14 @@ export KIS_KAFKA_PORT=${BENCH_KAFKA_PORT:-29092}
 export KIS_INFLUX_PORT=${BENCH_INFLUX_PORT:-28086}
 export KIS_INFLUX_RPC_PORT=$((KIS_INFLUX_PORT + 2))
 METRICS_PORT=${BENCH_METRICS_PORT:-29464}
-SINK=$REPO_ROOT/target/release/kafka-influx-sink
+SINK=${BENCH_SINK:-$REPO_ROOT/target/release/kafka-influx-sink}
 RUN_DIR=$BENCH_DIR/run-$(date +%Y%m%d-%H%M%S)
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 
 say "prerequisites"
 scripts/install-prerequisites.sh
-if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 && -z ${BENCH_SINK:-} ]]; then
     say "building the release binary"
     cargo build --release --locked --bin kafka-influx-sink
 fi
