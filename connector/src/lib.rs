@@ -57,6 +57,7 @@ pub mod dead_letter;
 pub mod decode;
 pub mod inflight;
 pub mod kafka_events;
+pub mod kafka_queue;
 pub mod line_protocol;
 pub mod logging;
 pub mod map;

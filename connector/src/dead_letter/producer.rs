@@ -10,10 +10,9 @@
 //! Here librdkafka wakes the thread when its event queue turns non-empty
 //! (`rd_kafka_queue_cb_event_enable`), and the thread serves the queue until it is empty.
 
-use std::ffi::c_void;
 use std::ptr::NonNull;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use tokio::sync::oneshot;
 
 use super::DeadLetter;
 use crate::kafka_events::KafkaEvents;
+use crate::kafka_queue::WakingQueue;
 
 /// The broker's answer to one dead letter: acknowledged, or why not. An error on the receiver
 /// means the producer went away before librdkafka reported.
@@ -67,47 +67,16 @@ impl ProducerContext for ProducerEvents {
     }
 }
 
-/// The producer's main queue, where librdkafka puts its delivery reports. A plain copy of the
-/// handle: [`DeadLetterProducer`] owns it and destroys it in its `drop`, after the polling
-/// thread, which holds the only other copy, has been joined.
-#[derive(Clone, Copy)]
-struct MainQueue(NonNull<rdsys::rd_kafka_queue_t>);
-
-// SAFETY: librdkafka queues may be used from any thread (every operation takes the queue's
-// lock); the handle outlives every copy's use, as said above.
-unsafe impl Send for MainQueue {}
-// SAFETY: as for `Send`; only the queue's length is read through a shared reference.
-unsafe impl Sync for MainQueue {}
-
-impl MainQueue {
-    fn len(self) -> usize {
-        // SAFETY: the handle is live until `DeadLetterProducer::drop` destroys it, after the
-        // polling thread, its only other user, has been joined.
-        unsafe { rdsys::rd_kafka_queue_length(self.0.as_ptr()) }
-    }
-}
-
-/// Called by librdkafka (on one of its threads, under the queue's lock) when the main queue
-/// turns non-empty.
-unsafe extern "C" fn wake(_client: *mut rdsys::rd_kafka_t, poller: *mut c_void) {
-    // SAFETY: `poller` is the boxed `Thread` given in `DeadLetterProducer::new`; it is freed only
-    // after the callback is removed, which waits for the queue's lock.
-    let poller = unsafe { &*(poller as *const Thread) };
-    poller.unpark();
-}
-
 /// Produces dead letters; each send gives a [`Delivery`] that resolves on the broker's answer.
 pub struct DeadLetterProducer {
+    /// The producer's main queue, where librdkafka puts its delivery reports; it wakes the
+    /// polling thread. Declared before `producer`, so it is destroyed before the client.
+    queue: Arc<WakingQueue<OnceLock<Thread>>>,
     producer: Arc<BaseProducer<ProducerEvents>>,
-    /// Owned: destroyed in `drop`, before the client is.
-    queue: MainQueue,
     stop: Arc<AtomicBool>,
     /// How many times the polling thread has woken (to check that it sleeps when idle).
     rounds: Arc<AtomicU64>,
     poller: Option<JoinHandle<()>>,
-    /// The polling thread's handle, which librdkafka's wake-up callback holds the address of
-    /// (the box keeps it in place).
-    _waker: Box<Thread>,
 }
 
 impl std::fmt::Debug for DeadLetterProducer {
@@ -134,49 +103,44 @@ impl DeadLetterProducer {
     ) -> KafkaResult<Self> {
         let producer: Arc<BaseProducer<ProducerEvents>> =
             Arc::new(config.create_with_context(ProducerEvents(events))?);
-        // SAFETY: the client is live (held by `producer`, which outlives the handle: `drop`
-        // destroys the handle first). `rd_kafka_queue_get_main` returns a new reference.
-        let queue =
+        // SAFETY: the client is live (held by `producer`); the call returns a new reference of
+        // our own to its main queue.
+        let main =
             NonNull::new(unsafe { rdsys::rd_kafka_queue_get_main(producer.client().native_ptr()) })
-                .map(MainQueue)
                 .ok_or_else(|| {
                     KafkaError::ClientCreation("librdkafka gave the producer no main queue".into())
                 })?;
+        // SAFETY: `main` is ours. `producer` holds the client and outlives the queue: `drop`
+        // joins the thread holding the other `Arc`, and the `queue` field drops first.
+        let queue = Arc::new(unsafe { WakingQueue::new(main, OnceLock::new()) });
         let stop = Arc::new(AtomicBool::new(false));
         let rounds = Arc::new(AtomicU64::new(0));
         let poller = {
-            let (producer, stop, rounds) = (producer.clone(), stop.clone(), rounds.clone());
+            let (producer, queue, stop, rounds) = (
+                producer.clone(),
+                queue.clone(),
+                stop.clone(),
+                rounds.clone(),
+            );
             thread::Builder::new()
                 .name("dead-letter-poll".into())
-                .spawn(move || serve(&producer, queue, &stop, &rounds, idle_check))
+                .spawn(move || serve(&producer, &queue, &stop, &rounds, idle_check))
                 .map_err(|error| {
-                    // SAFETY: the handle is ours and nothing else uses it.
-                    unsafe { rdsys::rd_kafka_queue_destroy(queue.0.as_ptr()) };
                     KafkaError::ClientCreation(format!(
                         "cannot start the dead-letter producer's polling thread: {error}"
                     ))
                 })?
         };
-        let waker = Box::new(poller.thread().clone());
-        // SAFETY: the queue handle is valid; the boxed `Thread` stays where it is until `drop`
-        // has removed the callback.
-        unsafe {
-            rdsys::rd_kafka_queue_cb_event_enable(
-                queue.0.as_ptr(),
-                Some(wake),
-                std::ptr::from_ref::<Thread>(&waker).cast_mut().cast(),
-            );
-        }
-        // An event queued before the callback was set raised no wake-up (the queue was no
-        // longer empty); serve it now rather than after `idle_check`.
-        waker.unpark();
+        let _ = queue.waker().set(poller.thread().clone());
+        // A wake-up before the thread was known was lost; serve what came meanwhile now rather
+        // than after `idle_check`.
+        poller.thread().unpark();
         Ok(Self {
-            producer,
             queue,
+            producer,
             stop,
             rounds,
             poller: Some(poller),
-            _waker: waker,
         })
     }
 
@@ -206,7 +170,7 @@ impl DeadLetterProducer {
 /// the queue is empty, then sleeps until librdkafka wakes it.
 fn serve(
     producer: &BaseProducer<ProducerEvents>,
-    queue: MainQueue,
+    queue: &WakingQueue<OnceLock<Thread>>,
     stop: &AtomicBool,
     rounds: &AtomicU64,
     idle_check: Duration,
@@ -214,7 +178,7 @@ fn serve(
     while !stop.load(Ordering::Acquire) {
         rounds.fetch_add(1, Ordering::Relaxed);
         for _ in 0..SERVED_PER_ROUND {
-            if queue.len() == 0 {
+            if queue.is_empty() {
                 break;
             }
             producer.poll(Duration::ZERO);
@@ -222,7 +186,7 @@ fn serve(
         // More than a round's worth is served at once, after the stop check: a queue that
         // is not empty raises no wake-up. A wake-up since the queue was last seen empty
         // makes the sleep return at once.
-        if queue.len() == 0 {
+        if queue.is_empty() {
             thread::park_timeout(idle_check);
         }
     }
@@ -236,19 +200,9 @@ impl Drop for DeadLetterProducer {
             // The thread only polls; a panic there has nothing to hand back.
             let _ = poller.join();
         }
-        // SAFETY: removing the callback takes the queue's lock, so once it returns librdkafka
-        // neither runs nor will run `wake`, and `waker` may be freed. The handle is destroyed
-        // once, here, and nothing uses it afterwards (the thread has been joined).
-        unsafe {
-            rdsys::rd_kafka_queue_cb_event_enable(
-                self.queue.0.as_ptr(),
-                None,
-                std::ptr::null_mut(),
-            );
-            rdsys::rd_kafka_queue_destroy(self.queue.0.as_ptr());
-        }
-        // The fields drop after this: `producer` last holds the client, and rdkafka purges
-        // what is still queued and serves the resulting reports itself.
+        // The fields drop after this: `queue` (its last reference) first, then `producer`,
+        // which last holds the client; rdkafka purges what is still queued and serves the
+        // resulting reports itself.
     }
 }
 

@@ -36,23 +36,16 @@ use tokio::sync::Notify;
 use tracing::warn;
 
 use super::SourceConsumer;
+use crate::kafka_queue::WakingQueue;
 
 /// The sink's own librdkafka queue, to which every assigned partition's messages are forwarded.
 pub struct RecordQueue {
-    queue: NonNull<rdsys::rd_kafka_queue_t>,
-    /// Woken by librdkafka when the queue turns non-empty; librdkafka holds its address, which
-    /// the box keeps in place.
-    arrived: Box<Notify>,
-    /// Keeps the client alive: the queue must be destroyed before it (it holds messages whose
-    /// release touches the client's partitions).
+    /// Wakes the record loop when it turns non-empty. Declared first, so it is destroyed
+    /// before the client (it holds messages whose release touches the client's partitions).
+    queue: WakingQueue<Notify>,
+    /// Keeps the client alive while the queue exists.
     consumer: Arc<SourceConsumer>,
 }
-
-// SAFETY: librdkafka queues may be used and destroyed from any thread (every operation takes
-// the queue's lock).
-unsafe impl Send for RecordQueue {}
-// SAFETY: as for `Send`; `&RecordQueue` only reaches thread-safe librdkafka calls.
-unsafe impl Sync for RecordQueue {}
 
 impl std::fmt::Debug for RecordQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,15 +53,6 @@ impl std::fmt::Debug for RecordQueue {
             .field("len", &self.len())
             .finish()
     }
-}
-
-/// Called by librdkafka (on one of its threads, under the queue's lock) when the queue turns
-/// non-empty.
-unsafe extern "C" fn wake(_client: *mut rdsys::rd_kafka_t, arrived: *mut c_void) {
-    // SAFETY: `arrived` is the boxed `Notify` the queue was given in `RecordQueue::new`; it is
-    // freed only after the callback is removed, which waits for the queue's lock.
-    let arrived = unsafe { &*(arrived as *const Notify) };
-    arrived.notify_one();
 }
 
 impl RecordQueue {
@@ -79,25 +63,14 @@ impl RecordQueue {
         // the queue exists. `rd_kafka_queue_new` never returns null (it aborts on allocation
         // failure), which `NonNull::new` checks anyway.
         let created = unsafe { rdsys::rd_kafka_queue_new(client) };
-        let queue = NonNull::new(created).unwrap_or_else(|| {
+        let created = NonNull::new(created).unwrap_or_else(|| {
             // Not reachable: librdkafka allocates with an abort on failure.
             std::process::abort()
         });
-        let arrived = Box::new(Notify::new());
-        // SAFETY: `queue` is valid; the boxed `Notify` stays where it is until `drop` has
-        // removed the callback.
-        unsafe {
-            rdsys::rd_kafka_queue_cb_event_enable(
-                queue.as_ptr(),
-                Some(wake),
-                std::ptr::from_ref::<Notify>(&arrived).cast_mut().cast(),
-            );
-        }
-        Self {
-            queue,
-            arrived,
-            consumer,
-        }
+        // SAFETY: the handle is new and ours; `consumer`, dropped after `queue`, keeps the
+        // client alive.
+        let queue = unsafe { WakingQueue::new(created, Notify::new()) };
+        Self { queue, consumer }
     }
 
     /// Forwards the fetch queues of `partitions` to this queue. Called before librdkafka is
@@ -138,13 +111,12 @@ impl RecordQueue {
 
     /// How many messages (and partition errors) wait in the queue.
     pub fn len(&self) -> usize {
-        // SAFETY: the queue is valid while `self` is.
-        unsafe { rdsys::rd_kafka_queue_length(self.queue.as_ptr()) }
+        self.queue.len()
     }
 
     /// Whether nothing waits in the queue.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.queue.is_empty()
     }
 
     /// Returns once the queue holds something (at once if it already does). May return with
@@ -154,7 +126,7 @@ impl RecordQueue {
             return;
         }
         // A message that arrives between the check and here stores a permit: not missed.
-        self.arrived.notified().await;
+        self.queue.waker().notified().await;
     }
 
     /// Takes up to `max` messages that are already there, without waiting, in the order
@@ -175,19 +147,6 @@ impl RecordQueue {
             .filter_map(NonNull::new)
             .map(|message| QueuedMessage { message })
             .collect()
-    }
-}
-
-impl Drop for RecordQueue {
-    fn drop(&mut self) {
-        // SAFETY: removing the callback takes the queue's lock, which librdkafka holds while it
-        // calls `wake`, so no call is running or can start once it returns, and `arrived` may
-        // be freed after this. Destroying the queue releases the messages still in it; the
-        // client is still alive (`self.consumer` is dropped after this).
-        unsafe {
-            rdsys::rd_kafka_queue_cb_event_enable(self.queue.as_ptr(), None, std::ptr::null_mut());
-            rdsys::rd_kafka_queue_destroy(self.queue.as_ptr());
-        }
     }
 }
 
