@@ -52,6 +52,13 @@ def threads(pid: int) -> dict[str, list[float]]:
     return out
 
 
+def minor_faults(pid: int) -> int:
+    """Page faults of `pid` so far that needed no disk read: each fresh page the allocator
+    takes from the kernel is one, zeroed by the kernel on the faulting thread."""
+    stat = open(f"/proc/{pid}/stat").read()
+    return int(stat.rsplit(")", 1)[1].split()[7])
+
+
 def status_field(pid: int, name: str) -> str | None:
     for line in open(f"/proc/{pid}/status"):
         if line.startswith(name + ":"):
@@ -124,6 +131,7 @@ def drain(args: argparse.Namespace) -> None:
         per_thread = threads(sink.pid)
         hwm = status_field(sink.pid, "VmHWM")
         thp = status_field(sink.pid, "THP_enabled")
+        faults = minor_faults(sink.pid)
     finally:
         if sink.poll() is None:
             sink.terminate()
@@ -133,7 +141,7 @@ def drain(args: argparse.Namespace) -> None:
     system = sum(t[1] for t in per_thread.values())
     print(f"{Path(args.sink).name}: {args.records / (end - first):,.0f} records/s, "
           f"{(user + system) / args.records * 1e6:.2f} CPU s per 1M (user {user:.2f} s, system {system:.2f} s), "
-          f"peak RSS {hwm}, THP_enabled {thp}")
+          f"peak RSS {hwm}, THP_enabled {thp}, {faults:,} page faults")
     for name, (u, s, count) in sorted(per_thread.items(), key=lambda item: -(item[1][0] + item[1][1])):
         if u + s >= 0.01:
             print(f"  {name:<20} x{count:<3} user {u:6.2f} s  system {s:6.2f} s")
