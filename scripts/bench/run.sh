@@ -19,6 +19,7 @@
 #   BENCH_METRICS_PORT (29464), BENCH_LATENCY_RATE (records/s of the latency runs; default half
 #   of each measured rate), BENCH_LATENCY_LOW_RATE (5000; 0 skips the latency-low-* runs),
 #   BENCH_CONCURRENCY (2: the sink's influxdb.write_concurrency and the replay's),
+#   BENCH_INFLUX_PAIRS (3: the sink -> InfluxDB run and InfluxDB's ceiling, measured in turn),
 #   BENCH_SKIP_BUILD=1 (use the existing release binary),
 #   BENCH_SINK (a kafka-influx-sink binary to measure instead of target/release's; no build).
 set -euo pipefail
@@ -78,6 +79,7 @@ say "running the benchmark; logs and results in $RUN_DIR"
     --records "${BENCH_RECORDS:-2000000}" --partitions "${BENCH_PARTITIONS:-12}" \
     --generators "${BENCH_GENERATORS:-10000}" --latency-seconds "${BENCH_LATENCY_SECONDS:-25}" \
     --latency-low-rate "${BENCH_LATENCY_LOW_RATE:-5000}" --concurrency "${BENCH_CONCURRENCY:-2}" \
+    --influx-pairs "${BENCH_INFLUX_PAIRS:-3}" \
     ${BENCH_ONLY:+--only "$BENCH_ONLY"} ${BENCH_LATENCY_RATE:+--latency-rate "$BENCH_LATENCY_RATE"} >"$RUN_DIR/report.txt" &
 driver_pid=$!
 wait "$driver_pid"
