@@ -122,6 +122,22 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
+def wait_until_quiet(pid: int, cores: float = 0.05, window: float = 2.0, timeout: float = 120.0) -> float:
+    """Waits until `pid` used less than `cores` over `window` seconds (or `timeout` passed) and
+    returns the seconds waited: influxd goes on compacting what the run before wrote, which
+    would otherwise weigh on whichever InfluxDB run comes next."""
+    start = time.monotonic()
+    while True:
+        before, t0 = _stat(pid), time.monotonic()
+        time.sleep(window)
+        after, t1 = _stat(pid), time.monotonic()
+        if before is None or after is None:
+            return t1 - start
+        used = (int(after[11]) + int(after[12]) - int(before[11]) - int(before[12])) / TICK / (t1 - t0)
+        if used < cores or t1 - start >= timeout:
+            return t1 - start
+
+
 def children_map() -> dict[int, list[int]]:
     kids: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -459,6 +475,7 @@ class Bench:
         else:
             url, db = self.influx, f"bench_{name.replace('-', '_')}"
             fresh_database(self.influx, db)
+            quiet_wait = wait_until_quiet(self.influx_pid)
         group = f"{name}-{time.time_ns()}"
         log(f"{name}: the sink drains {n} records into {target} (gzip {'on' if gzip else 'off'})")
         t_start = time.time()
@@ -523,6 +540,8 @@ class Bench:
             res["influx_points"] = influx_count(self.influx, db, "generator")
             res["influx_alert_points"] = influx_count(self.influx, db, "generator_alerts")
             res["lines_received"] = res["influx_points"] + res["influx_alert_points"]
+        if target == "influx":
+            res["influxd_quiet_wait_s"] = round(quiet_wait, 1)
         self.results[name] = res
         log(f"{name}: {res['records_per_s']:,} records/s, {res['cpu_s_per_M']} CPU s/1M, "
             f"{res['peak_rss_mib']} MiB peak, {res['util']}")
@@ -536,6 +555,7 @@ class Bench:
         else:
             url, db = self.influx, f"bench_{name.replace('-', '_')}"
             fresh_database(self.influx, db)
+            quiet_wait = wait_until_quiet(self.influx_pid)
         log(f"{name}: the Python baseline drains {n} records into {target} (gzip on)")
         proc = spawn(f"{name}.baseline", self.python("baseline.py") + [
             "--brokers", self.brokers, "--topic", self.topic, "--group", f"{name}-{time.time_ns()}",
@@ -561,6 +581,7 @@ class Bench:
         else:
             out["influx_points"] = influx_count(self.influx, db, "generator")
             out["lines_received"] = out["influx_points"]
+            out["influxd_quiet_wait_s"] = round(quiet_wait, 1)
         self.results[name] = out
         log(f"{name}: {out['records_per_s']:,} records/s, {out['cpu_s_per_M']} CPU s/1M, {out['util']}")
 
@@ -591,6 +612,7 @@ class Bench:
         else:
             db = f"bench_{name.replace('-', '_')}"
             fresh_database(self.influx, db)
+            quiet_wait = wait_until_quiet(self.influx_pid)
             url = f"{self.influx}/write?db={db}&precision=ns"
         log(f"{name}: replaying the sink's captured requests into {target} (gzip, concurrency {self.a.concurrency})")
         proc = spawn(f"{name}.replay", self.python("replay.py") + [
@@ -617,6 +639,7 @@ class Bench:
         else:
             out["influx_points"] = influx_count(self.influx, db, "generator")
             out["influx_alert_points"] = influx_count(self.influx, db, "generator_alerts")
+            out["influxd_quiet_wait_s"] = round(quiet_wait, 1)
         self.results[name] = out
         log(f"{name}: {out['lines_per_s']:,} lines/s = {out['records_per_s']:,} records/s, {out['util']}")
 
@@ -965,7 +988,9 @@ def report(results: dict) -> str:
     for k in [*[run for pair in measured_pairs(r) for run in pair], "baseline-influx"]:
         if k in r and "influx_points" in r[k]:
             out.append(f"  {k}: InfluxDB holds {r[k]['influx_points']:,} generator points"
-                       + (f" + {r[k]['influx_alert_points']:,} alert points" if r[k].get('influx_alert_points') else ""))
+                       + (f" + {r[k]['influx_alert_points']:,} alert points" if r[k].get('influx_alert_points') else "")
+                       + (f"; influxd was quiet {r[k]['influxd_quiet_wait_s']} s after the run before"
+                          if "influxd_quiet_wait_s" in r[k] else ""))
     return "\n".join(out)
 
 
