@@ -128,13 +128,11 @@ def wait_until_quiet(pid: int, cores: float = 0.05, window: float = 2.0, timeout
     would otherwise weigh on whichever InfluxDB run comes next."""
     start = time.monotonic()
     while True:
-        before, t0 = _stat(pid), time.monotonic()
+        # influxd has no children: an empty map spares the scan of /proc.
+        before, t0 = tree_cpu(pid, {}), time.monotonic()
         time.sleep(window)
-        after, t1 = _stat(pid), time.monotonic()
-        if before is None or after is None:
-            return t1 - start
-        used = (int(after[11]) + int(after[12]) - int(before[11]) - int(before[12])) / TICK / (t1 - t0)
-        if used < cores or t1 - start >= timeout:
+        after, t1 = tree_cpu(pid, {}), time.monotonic()
+        if (after - before) / (t1 - t0) < cores or t1 - start >= timeout:
             return t1 - start
 
 
@@ -395,6 +393,11 @@ class Bench:
             "KIS_METRICS__LISTEN": f"127.0.0.1:{self.metrics_port}",
         }
 
+    def fresh_quiet_database(self, db: str) -> float:
+        """An empty database `db`, once influxd is quiet; returns the seconds waited for that."""
+        fresh_database(self.influx, db)
+        return wait_until_quiet(self.influx_pid)
+
     def sink_status(self) -> dict | None:
         try:
             code, body = http_get(f"http://127.0.0.1:{self.metrics_port}/status", timeout=2)
@@ -474,8 +477,7 @@ class Bench:
             db = "bench"
         else:
             url, db = self.influx, f"bench_{name.replace('-', '_')}"
-            fresh_database(self.influx, db)
-            quiet_wait = wait_until_quiet(self.influx_pid)
+            quiet_wait = self.fresh_quiet_database(db)
         group = f"{name}-{time.time_ns()}"
         log(f"{name}: the sink drains {n} records into {target} (gzip {'on' if gzip else 'off'})")
         t_start = time.time()
@@ -558,8 +560,7 @@ class Bench:
             db = "bench"
         else:
             url, db = self.influx, f"bench_{name.replace('-', '_')}"
-            fresh_database(self.influx, db)
-            quiet_wait = wait_until_quiet(self.influx_pid)
+            quiet_wait = self.fresh_quiet_database(db)
         log(f"{name}: the Python baseline drains {n} records into {target} (gzip on)")
         proc = spawn(f"{name}.baseline", self.python("baseline.py") + [
             "--brokers", self.brokers, "--topic", self.topic, "--group", f"{name}-{time.time_ns()}",
@@ -615,8 +616,7 @@ class Bench:
             url = base + "/write?db=bench&precision=ns"
         else:
             db = f"bench_{name.replace('-', '_')}"
-            fresh_database(self.influx, db)
-            quiet_wait = wait_until_quiet(self.influx_pid)
+            quiet_wait = self.fresh_quiet_database(db)
             url = f"{self.influx}/write?db={db}&precision=ns"
         log(f"{name}: replaying the sink's captured requests into {target} (gzip, concurrency {self.a.concurrency})")
         proc = spawn(f"{name}.replay", self.python("replay.py") + [
@@ -858,10 +858,15 @@ def pair_names(count: int) -> list[tuple[str, str]]:
             for suffix in ["" if i == 1 else f"-{i}" for i in range(1, count + 1)]]
 
 
+def pairs_run(r: dict) -> list[tuple[str, str]]:
+    """The InfluxDB pairs `r` has a sink run of, in the order run."""
+    return pair_names(len([k for k in r if k.startswith("sink-influx")]))
+
+
 def measured_pairs(r: dict) -> list[tuple[str, str]]:
     """The InfluxDB pairs of `r` whose both runs finished, in the order run."""
     pairs = []
-    for sink_run, ceiling_run in pair_names(len([k for k in r if k.startswith("sink-influx")])):
+    for sink_run, ceiling_run in pairs_run(r):
         if r.get(sink_run, {}).get("records_per_s") and r.get(ceiling_run, {}).get("records_per_s"):
             pairs.append((sink_run, ceiling_run))
     return pairs
@@ -913,7 +918,7 @@ def report(results: dict) -> str:
     out.append(head)
     out.append("-" * len(head) + "-" * 20)
     rows = ["preload", "tansu-read", "sink-discard-raw", "sink-discard-gz", "discard-capacity", "baseline-discard",
-            *[run for pair in pair_names(len([k for k in r if k.startswith("sink-influx")])) for run in pair],
+            *[run for pair in pairs_run(r) for run in pair],
             "baseline-influx"]
     for name in rows:
         x = r.get(name)
