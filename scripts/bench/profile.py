@@ -110,7 +110,7 @@ def profile(args: argparse.Namespace) -> Path:
     if not topic:
         topic = preload_topic(str(SINK), args.brokers, args.records, "profile")
         print(f"profile: preloaded {args.records} records into {topic}", file=sys.stderr)
-    discard, port = start_discard()
+    discard, port = start_discard(0)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
