@@ -11,7 +11,8 @@ Runs, in order, against one topic preloaded with --records simulator records:
   baseline-discard the Python baseline -> discard endpoint, gzip on
   sink-influx      the sink -> InfluxDB 1.6.7, gzip on
   influx-ceiling   the captured bodies replayed into InfluxDB, gzip, same concurrency
-                   (the two in turn, --influx-pairs times: sink-influx-2, influx-ceiling-2, ...)
+                   (the two in turn, --influx-pairs times: sink-influx-2, influx-ceiling-2, ...;
+                   every other pair runs the ceiling first; each database is dropped once counted)
   baseline-influx  the Python baseline -> InfluxDB 1.6.7, gzip on
   latency-*        a steady producer at half the measured rate for --latency-seconds, into a
                    fresh topic, while the sink / baseline consumes it (discard and InfluxDB)
@@ -254,6 +255,16 @@ def influx_query(influx: str, q: str, db: str | None = None) -> dict:
         return json.loads(resp.read())
 
 
+def drop_bench_databases(influx: str) -> list[str]:
+    """Drops every database a bench run made (`bench_*`) and returns their names: a run stopped
+    half way leaves its database behind, which the next run's influxd would carry."""
+    series = influx_query(influx, "SHOW DATABASES")["results"][0].get("series", [])
+    names = [row[0] for row in (series[0].get("values", []) if series else []) if row[0].startswith("bench_")]
+    for name in names:
+        influx_query(influx, f'DROP DATABASE "{name}"')
+    return names
+
+
 def influx_count(influx: str, db: str, measurement: str) -> int:
     res = influx_query(influx, f'SELECT count("fuel") FROM "{measurement}"', db)
     try:
@@ -397,6 +408,16 @@ class Bench:
         """An empty database `db`, once influxd is quiet; returns the seconds waited for that."""
         fresh_database(self.influx, db)
         return wait_until_quiet(self.influx_pid)
+
+    def count_and_drop(self, db: str) -> tuple[int, int]:
+        """The points and fuel alert points InfluxDB holds in `db`; then `db` is dropped. Each
+        InfluxDB run then starts with influxd holding no earlier run's data (the bench's runs
+        would otherwise leave up to seven databases of 2M points each behind, one more before
+        each ceiling run than before the sink run it is compared with)."""
+        points = influx_count(self.influx, db, "generator")
+        alert_points = influx_count(self.influx, db, "generator_alerts")
+        influx_query(self.influx, f'DROP DATABASE "{db}"')
+        return points, alert_points
 
     def sink_status(self) -> dict | None:
         try:
@@ -543,8 +564,7 @@ class Bench:
             stop(disc)
             self.sampler.unwatch("discard")
         else:
-            res["influx_points"] = influx_count(self.influx, db, "generator")
-            res["influx_alert_points"] = influx_count(self.influx, db, "generator_alerts")
+            res["influx_points"], res["influx_alert_points"] = self.count_and_drop(db)
             res["lines_received"] = res["influx_points"] + res["influx_alert_points"]
         if target == "influx":
             res["influxd_quiet_wait_s"] = round(quiet_wait, 1)
@@ -584,7 +604,7 @@ class Bench:
             stop(disc)
             self.sampler.unwatch("discard")
         else:
-            out["influx_points"] = influx_count(self.influx, db, "generator")
+            out["influx_points"], _ = self.count_and_drop(db)
             out["lines_received"] = out["influx_points"]
             out["influxd_quiet_wait_s"] = round(quiet_wait, 1)
         self.results[name] = out
@@ -641,8 +661,7 @@ class Bench:
             stop(disc)
             self.sampler.unwatch("discard")
         else:
-            out["influx_points"] = influx_count(self.influx, db, "generator")
-            out["influx_alert_points"] = influx_count(self.influx, db, "generator_alerts")
+            out["influx_points"], out["influx_alert_points"] = self.count_and_drop(db)
             out["influxd_quiet_wait_s"] = round(quiet_wait, 1)
         self.results[name] = out
         log(f"{name}: {out['lines_per_s']:,} lines/s = {out['records_per_s']:,} records/s, {out['util']}")
@@ -753,6 +772,8 @@ class Bench:
         else:
             b = out["baseline_own_ms"]
             out["p50_ms"], out["p99_ms"], out["latency_source"] = b["p50"], b["p99"], "baseline's ack clock"
+        if target == "influx":
+            influx_query(self.influx, f'DROP DATABASE "{db}"')
         self.results[name] = out
         log(f"{name}: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms ({out['latency_source']}), "
             f"producer {out['producer_rate']:,}/s, {out['util']}")
@@ -768,6 +789,9 @@ class Bench:
         self.results["params"] = {"records": self.a.records, "partitions": self.a.partitions,
                                   "generators": self.a.generators, "concurrency": self.a.concurrency,
                                   "latency_seconds": self.a.latency_seconds}
+        left = drop_bench_databases(self.influx)
+        if left:
+            log(f"dropped {len(left)} database(s) an earlier run left in InfluxDB: {', '.join(left)}")
         self.preload()
         if want("tansu-read"):
             self.tansu_read()
@@ -780,12 +804,18 @@ class Bench:
         if want("baseline-discard"):
             self.baseline_drain("baseline-discard", "discard")
         # InfluxDB's speed next to the same load moves by a tenth from one run to the next here;
-        # the pairs, in turn, give the ratio's spread and a median that moves less.
-        for sink_run, ceiling_run in pair_names(self.a.influx_pairs):
-            if want("sink-influx"):
-                self.sink_drain(sink_run, "influx", gzip=True)
-            if want("influx-ceiling"):
-                self.replay(ceiling_run, "influx")
+        # the pairs, in turn, give the ratio's spread and a median that moves less. Every other
+        # pair runs the ceiling first, so that influxd drifting faster or slower over the run
+        # favours neither side.
+        for index, (sink_run, ceiling_run) in enumerate(pair_names(self.a.influx_pairs)):
+            runs = [(sink_run, "sink-influx"), (ceiling_run, "influx-ceiling")]
+            for run, kind in runs if index % 2 == 0 else reversed(runs):
+                if not want(kind):
+                    continue
+                if kind == "sink-influx":
+                    self.sink_drain(run, "influx", gzip=True)
+                else:
+                    self.replay(run, "influx")
         if want("baseline-influx"):
             self.baseline_drain("baseline-influx", "influx")
         self.save()
