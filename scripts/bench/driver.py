@@ -261,7 +261,7 @@ def drop_bench_databases(influx: str) -> list[str]:
     series = influx_query(influx, "SHOW DATABASES")["results"][0].get("series", [])
     names = [row[0] for row in (series[0].get("values", []) if series else []) if row[0].startswith("bench_")]
     for name in names:
-        influx_query(influx, f'DROP DATABASE "{name}"')
+        drop_database(influx, name)
     return names
 
 
@@ -273,8 +273,12 @@ def influx_count(influx: str, db: str, measurement: str) -> int:
         return 0
 
 
-def fresh_database(influx: str, db: str) -> None:
+def drop_database(influx: str, db: str) -> None:
     influx_query(influx, f'DROP DATABASE "{db}"')
+
+
+def fresh_database(influx: str, db: str) -> None:
+    drop_database(influx, db)
     influx_query(influx, f'CREATE DATABASE "{db}"')
 
 
@@ -416,7 +420,7 @@ class Bench:
         each ceiling run than before the sink run it is compared with)."""
         points = influx_count(self.influx, db, "generator")
         alert_points = influx_count(self.influx, db, "generator_alerts")
-        influx_query(self.influx, f'DROP DATABASE "{db}"')
+        drop_database(self.influx, db)
         return points, alert_points
 
     def sink_status(self) -> dict | None:
@@ -773,7 +777,7 @@ class Bench:
             b = out["baseline_own_ms"]
             out["p50_ms"], out["p99_ms"], out["latency_source"] = b["p50"], b["p99"], "baseline's ack clock"
         if target == "influx":
-            influx_query(self.influx, f'DROP DATABASE "{db}"')
+            drop_database(self.influx, db)
         self.results[name] = out
         log(f"{name}: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms ({out['latency_source']}), "
             f"producer {out['producer_rate']:,}/s, {out['util']}")
@@ -808,14 +812,11 @@ class Bench:
         # pair runs the ceiling first, so that influxd drifting faster or slower over the run
         # favours neither side.
         for index, (sink_run, ceiling_run) in enumerate(pair_names(self.a.influx_pairs)):
-            runs = [(sink_run, "sink-influx"), (ceiling_run, "influx-ceiling")]
-            for run, kind in runs if index % 2 == 0 else reversed(runs):
-                if not want(kind):
-                    continue
-                if kind == "sink-influx":
-                    self.sink_drain(run, "influx", gzip=True)
-                else:
-                    self.replay(run, "influx")
+            runs = [("sink-influx", lambda: self.sink_drain(sink_run, "influx", gzip=True)),
+                    ("influx-ceiling", lambda: self.replay(ceiling_run, "influx"))]
+            for kind, run in runs if index % 2 == 0 else reversed(runs):
+                if want(kind):
+                    run()
         if want("baseline-influx"):
             self.baseline_drain("baseline-influx", "influx")
         self.save()
