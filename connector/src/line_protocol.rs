@@ -38,6 +38,10 @@ pub struct Point<'a> {
 pub enum FieldValue<'a> {
     /// A 64-bit float, written without a suffix (`1.5`, `400`).
     Float(f64),
+    /// A 64-bit float together with the text a record gave it in, which is the very text
+    /// [`FieldValue::Float`] writes for it: written as that text, without formatting the number
+    /// again. Most readings arrive this way from flat JSON records.
+    FloatText(f64, FloatText<'a>),
     /// A signed 64-bit integer, written with an `i` suffix (`400i`).
     Integer(i64),
     /// An unsigned 64-bit integer, written with a `u` suffix (`400u`). InfluxDB 1.x refuses
@@ -47,6 +51,72 @@ pub enum FieldValue<'a> {
     Boolean(bool),
     /// A string, written in double quotes with `"` and `\` escaped.
     String(Cow<'a, str>),
+}
+
+impl FieldValue<'_> {
+    /// The value of a float field, with or without its text.
+    pub fn as_float(&self) -> Option<f64> {
+        match self {
+            FieldValue::Float(number) | FieldValue::FloatText(number, _) => Some(*number),
+            _ => None,
+        }
+    }
+}
+
+/// The JSON text of a number that is exactly what line protocol writes for it as a float
+/// (`51.47`, `-0.12`, `400`), so the encoder can copy it.
+///
+/// That holds for a plain decimal (no exponent, no trailing zero after the point) of at most
+/// [`FloatText::MAX_DIGITS`] digits: any two such decimals are different doubles, so the text
+/// is the one shortest text that reads back to its double, which is what [`FieldValue::Float`]
+/// writes (`Display`'s text, never with an exponent). `1.50`, `1e3` or a 17-digit decimal are
+/// refused: their float is formatted as usual.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FloatText<'a>(&'a [u8]);
+
+impl<'a> FloatText<'a> {
+    /// Most digits a text may have: 15 significant decimal digits always survive a round trip
+    /// through a double (`f64::DIGITS`). Leading zeros count too, which keeps every such
+    /// text's magnitude between 10^-15 and 10^15, inside the normal doubles.
+    pub const MAX_DIGITS: usize = f64::DIGITS as usize;
+
+    /// `text` when it is such a decimal (its value is then what JSON reads from it); `None`
+    /// otherwise.
+    pub fn of_json(text: &'a [u8]) -> Option<Self> {
+        let unsigned = text.strip_prefix(b"-").unwrap_or(text);
+        let (whole, fraction) = match unsigned.iter().position(|&byte| byte == b'.') {
+            Some(point) => (&unsigned[..point], Some(&unsigned[point + 1..])),
+            None => (unsigned, None),
+        };
+        let plain = |digits: &[u8]| !digits.is_empty() && digits.iter().all(u8::is_ascii_digit);
+        let whole_ok = plain(whole) && (whole.len() == 1 || whole[0] != b'0');
+        let fraction_ok =
+            fraction.is_none_or(|digits| plain(digits) && digits.last() != Some(&b'0'));
+        let digits = whole.len() + fraction.map_or(0, <[u8]>::len);
+        (whole_ok && fraction_ok && digits <= Self::MAX_DIGITS).then_some(FloatText(text))
+    }
+
+    /// `text`, which the caller found to be such a decimal while reading it (checked again in
+    /// debug builds).
+    pub(crate) fn from_checked(text: &'a [u8]) -> Self {
+        debug_assert!(
+            Self::of_json(text).is_some(),
+            "not a float text: {:?}",
+            String::from_utf8_lossy(text)
+        );
+        FloatText(text)
+    }
+
+    /// The text.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for FloatText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FloatText({})", String::from_utf8_lossy(self.0))
+    }
 }
 
 /// Why a point cannot be written as line protocol.
@@ -260,6 +330,7 @@ fn write_line(point: &Point<'_>, out: &mut Vec<u8>) -> Result<(), LineProtocolEr
             // `Display` for f64 prints the shortest text that parses back to the same value and
             // never uses an exponent; without an `i` suffix line protocol reads it as a float.
             FieldValue::Float(number) => write_float(*number, out),
+            FieldValue::FloatText(_, text) => out.extend_from_slice(text.as_bytes()),
             FieldValue::Integer(number) => {
                 out.extend_from_slice(itoa::Buffer::new().format(*number).as_bytes());
                 out.push(b'i');
@@ -471,6 +542,68 @@ mod tests {
     }
 
     #[test]
+    fn a_float_with_its_text_is_written_as_that_text() {
+        let mut point = generator_point();
+        let text = FloatText::of_json(b"-0.12").expect("shortest");
+        point.fields = vec![("lat", FieldValue::FloatText(-0.12, text))];
+        assert!(line(&point).contains(" lat=-0.12 "));
+        assert_eq!(point.fields[0].1.as_float(), Some(-0.12));
+    }
+
+    #[test]
+    fn only_plain_shortest_decimals_are_float_texts() {
+        for kept in [
+            "0",
+            "-0",
+            "7",
+            "400",
+            "-0.12",
+            "51.47",
+            "0.000001",
+            "123456789012345",
+            "-12345678.9012345",
+            "0.00000000000001",
+        ] {
+            assert!(FloatText::of_json(kept.as_bytes()).is_some(), "{kept}");
+            assert_float_text_is_written(kept);
+        }
+        for refused in [
+            "",
+            "-",
+            "1.50",
+            "1.0",
+            "-0.0",
+            "1.",
+            ".5",
+            "01",
+            "-01.5",
+            "1e3",
+            "1E3",
+            "+1",
+            "1234567890123456",
+            "0.000000000000001",
+            "12345678901234.56",
+            "1,5",
+            " 1",
+            "--1",
+        ] {
+            assert!(
+                FloatText::of_json(refused.as_bytes()).is_none(),
+                "{refused}"
+            );
+        }
+    }
+
+    /// A text taken as a [`FloatText`] is what [`write_float`] writes for the value JSON reads
+    /// from it.
+    fn assert_float_text_is_written(text: &str) {
+        let value: f64 = text.parse().expect("a decimal");
+        let mut written = Vec::new();
+        write_float(value, &mut written);
+        assert_eq!(String::from_utf8(written).expect("utf-8"), text);
+    }
+
+    #[test]
     fn rejects_what_line_protocol_cannot_carry_and_appends_nothing() {
         let cases: Vec<(Point<'static>, LineProtocolError)> = vec![
             (
@@ -679,6 +812,22 @@ mod tests {
             let number = f64::from_bits(bits);
             prop_assume!(number.is_finite());
             assert_float_text(number);
+        }
+
+        /// Whatever decimal text is taken as a [`FloatText`] is the text [`write_float`] writes
+        /// for its value: readings of a few decimals, long ones, and `Display`'s own texts.
+        #[test]
+        fn float_texts_are_what_write_float_writes(
+            text in prop_oneof![
+                "-?(0|[1-9][0-9]{0,16})(\\.[0-9]{1,17})?",
+                "-?[1-9][0-9]{0,6}\\.[0-9]{1,3}",
+                any::<f64>().prop_filter("finite", |value| value.is_finite())
+                    .prop_map(|value| value.to_string()),
+            ],
+        ) {
+            if FloatText::of_json(text.as_bytes()).is_some() {
+                assert_float_text_is_written(&text);
+            }
         }
 
         #[test]

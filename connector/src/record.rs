@@ -7,6 +7,7 @@ use std::cell::Cell;
 
 use serde_json::{Map, Number, Value};
 
+use crate::line_protocol::FloatText;
 use crate::map::FieldPath;
 
 /// One value of a record as the mapping sees it. Arrays and objects are never written, so only
@@ -17,8 +18,8 @@ pub enum Scalar<'a> {
     Null,
     /// A JSON boolean.
     Bool(bool),
-    /// A JSON number.
-    Number(&'a Number),
+    /// A JSON number, with its text when a flat record wrote it as line protocol writes it.
+    Number(&'a Number, Option<FloatText<'a>>),
     /// A JSON string.
     String(&'a str),
     /// A JSON array.
@@ -33,7 +34,7 @@ impl<'a> Scalar<'a> {
         match value {
             Value::Null => Scalar::Null,
             Value::Bool(flag) => Scalar::Bool(*flag),
-            Value::Number(number) => Scalar::Number(number),
+            Value::Number(number) => Scalar::Number(number, None),
             Value::String(text) => Scalar::String(text),
             Value::Array(_) => Scalar::Array,
             Value::Object(_) => Scalar::Object,
@@ -45,7 +46,7 @@ impl<'a> Scalar<'a> {
         match self {
             Scalar::Null => "null",
             Scalar::Bool(_) => "boolean",
-            Scalar::Number(_) => "number",
+            Scalar::Number(..) => "number",
             Scalar::String(_) => "string",
             Scalar::Array => "array",
             Scalar::Object => "object",
@@ -90,8 +91,8 @@ pub enum Slot<'r> {
     Null,
     /// A boolean.
     Bool(bool),
-    /// A number.
-    Number(Number),
+    /// A number, with its text when that is what line protocol writes for it as a float.
+    Number(Number, Option<FloatText<'r>>),
     /// A string without escapes, borrowed from the payload.
     String(&'r str),
 }
@@ -102,6 +103,17 @@ pub type Slots<'r> = smallvec::SmallVec<[Slot<'r>; INLINE_SLOTS]>;
 
 /// Keys a [`FlatRecord`] holds without allocating (the generator record has six).
 pub const INLINE_SLOTS: usize = 8;
+
+/// `count` empty slots, to be filled as a record is read.
+pub fn absent_slots<'r>(count: usize) -> Slots<'r> {
+    if count <= INLINE_SLOTS {
+        // The buffer is written at once, where `smallvec!` clones one slot in per key through
+        // a call; the slots past `count` are never read and hold nothing to drop.
+        Slots::from_buf_and_len([const { Slot::Absent }; INLINE_SLOTS], count)
+    } else {
+        smallvec::smallvec![Slot::Absent; count]
+    }
+}
 
 /// A JSON object read flat: one [`Slot`] per key of a fixed list, the keys the mapping reads
 /// and the schema's checks name. Built by [`crate::decode::flat::FlatLayout::read`].
@@ -155,7 +167,7 @@ impl<'a, 'r: 'a> Fields<'a> for &'a FlatRecord<'r> {
             Slot::Absent => None,
             Slot::Null => Some(Scalar::Null),
             Slot::Bool(flag) => Some(Scalar::Bool(*flag)),
-            Slot::Number(number) => Some(Scalar::Number(number)),
+            Slot::Number(number, text) => Some(Scalar::Number(number, *text)),
             Slot::String(text) => Some(Scalar::String(text)),
         }
     }

@@ -214,10 +214,10 @@ impl AlertRules {
     /// The fuel reading `point` is, if it has the id tag and a finite float fuel field.
     pub fn reading<'p>(&self, point: &'p Point<'_>) -> Option<FuelReading<'p>> {
         let generator = tag(point, &self.id_tag)?;
-        let fuel = point.fields.iter().find_map(|(key, value)| match value {
-            FieldValue::Float(fuel) if *key == self.fuel_field => Some(*fuel),
-            _ => None,
-        })?;
+        let fuel = point
+            .fields
+            .iter()
+            .find_map(|(key, value)| value.as_float().filter(|_| *key == self.fuel_field))?;
         // The line protocol refuses non-finite floats before alerts look at the point; checked
         // again so that no NaN can reach an alert point or a gauge whatever the caller.
         if !fuel.is_finite() {

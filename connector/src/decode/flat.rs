@@ -19,7 +19,8 @@
 
 use serde_json::{Number, Value};
 
-use crate::record::{FlatRecord, Slot, Slots, index_from};
+use crate::line_protocol::FloatText;
+use crate::record::{FlatRecord, Slot, absent_slots, index_from};
 
 /// A flat record is read for at most this many keys: each key of the payload is found by a
 /// linear search of the list.
@@ -149,7 +150,7 @@ impl Rule {
             _ if self.one_of_strings.is_some() && !matches!(slot, Slot::String(_)) => false,
             Slot::Null => self.types.has(Types::NULL),
             Slot::Bool(_) => self.types.has(Types::BOOLEAN),
-            Slot::Number(number) => self.admits_number(number),
+            Slot::Number(number, _) => self.admits_number(number),
             Slot::String(text) => self.admits_string(text),
         }
     }
@@ -316,7 +317,7 @@ impl FlatLayout {
     /// Reads `json` flat, or `None` when the generic path must take it (see the module
     /// documentation).
     pub fn read<'r>(&'r self, json: &'r [u8]) -> Option<FlatRecord<'r>> {
-        let mut slots: Slots<'_> = smallvec::smallvec![Slot::Absent; self.keys.len()];
+        let mut slots = absent_slots(self.keys.len());
         self.read_object(&mut Cursor { bytes: json, at: 0 }, &mut slots)?;
         let valid = slots.iter().enumerate().all(|(index, slot)| {
             let rule = self.rules[index].as_ref();
@@ -479,9 +480,21 @@ impl<'r> Cursor<'r> {
             b't' => self.literal(b"true", Slot::Bool(true)),
             b'f' => self.literal(b"false", Slot::Bool(false)),
             b'n' => self.literal(b"null", Slot::Null),
-            b'-' | b'0'..=b'9' => self.number().map(Slot::Number),
+            b'-' | b'0'..=b'9' => self.number_with_text(),
             _ => None,
         }
+    }
+
+    /// A number, with its text when line protocol writes the number as that text.
+    fn number_with_text(&mut self) -> Option<Slot<'r>> {
+        let start = self.at;
+        let (number, shortest) = self.number()?;
+        let text = if shortest {
+            Some(FloatText::from_checked(self.bytes.get(start..self.at)?))
+        } else {
+            None
+        };
+        Some(Slot::Number(number, text))
     }
 
     /// A JSON number as `serde_json` reads it: a whole number without a fraction or exponent
@@ -489,27 +502,36 @@ impl<'r> Cursor<'r> {
     /// else a float. A float is taken only when its significand is below 2^53 and its decimal
     /// exponent within ±22: then both factors are exact and one multiplication or division
     /// rounds correctly, as `serde_json` does. Every other number is left to the generic path.
-    fn number(&mut self) -> Option<Number> {
+    ///
+    /// With it, whether its text is a [`FloatText`], from what reading it found out anyway
+    /// (the rule of [`FloatText::of_json`], which would read the text again).
+    fn number(&mut self) -> Option<(Number, bool)> {
         let negative = self.eat(b'-').is_some();
         let first = self.digit()?;
         let mut significand = u64::from(first);
+        let mut digits: i64 = 1;
         // A leading zero stands alone; `01` fails where the object expects `,` or `}`.
         if first != 0 {
-            self.digits_into(&mut significand)?;
+            digits += self.digits_into(&mut significand)?;
         }
         let mut exponent: i64 = 0;
         let mut float = false;
+        let mut trailing_zero = false;
         if self.eat(b'.').is_some() {
             float = true;
-            let digits = self.digits_into(&mut significand)?;
-            if digits == 0 {
+            let fraction = self.digits_into(&mut significand)?;
+            if fraction == 0 {
                 return None;
             }
-            exponent -= digits;
+            exponent -= fraction;
+            digits += fraction;
+            trailing_zero = self.bytes.get(self.at - 1) == Some(&b'0');
         }
+        let mut shortest = !trailing_zero && digits <= FloatText::MAX_DIGITS as i64;
         if let Some(b'e' | b'E') = self.peek() {
             self.at += 1;
             float = true;
+            shortest = false;
             let negative_exponent = match self.peek() {
                 Some(b'-') => {
                     self.at += 1;
@@ -533,15 +555,16 @@ impl<'r> Cursor<'r> {
         }
         if !float {
             if !negative {
-                return Some(Number::from(significand));
+                return Some((Number::from(significand), shortest));
             }
             // `serde_json`: the two's complement negation, a float when it is not negative.
             let negated = (significand as i64).wrapping_neg();
-            return if negated < 0 {
-                Some(Number::from(negated))
+            let number = if negated < 0 {
+                Number::from(negated)
             } else {
-                Number::from_f64(-(significand as f64))
+                Number::from_f64(-(significand as f64))?
             };
+            return Some((number, shortest));
         }
         let scale = POW10.get(usize::try_from(exponent.unsigned_abs()).ok()?)?;
         if significand > EXACT_INTEGER {
@@ -552,7 +575,8 @@ impl<'r> Cursor<'r> {
         } else {
             significand as f64 * scale
         };
-        Number::from_f64(if negative { -magnitude } else { magnitude })
+        let number = Number::from_f64(if negative { -magnitude } else { magnitude })?;
+        Some((number, shortest))
     }
 }
 

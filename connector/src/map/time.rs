@@ -117,7 +117,7 @@ const MAX_MICROS: f64 = (i64::MAX / 1_000) as f64;
 const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
 
 fn numeric(value: Scalar<'_>, unit: TimeUnit) -> Result<i64, String> {
-    let Scalar::Number(number) = value else {
+    let Scalar::Number(number, _) = value else {
         return Err(format!(
             "is a JSON {}, expected a number of {}",
             value.json_type(),

@@ -7,7 +7,7 @@ use serde_json::Number;
 
 use super::error::MapError;
 use super::path::FieldPath;
-use crate::line_protocol::FieldValue;
+use crate::line_protocol::{FieldValue, FloatText};
 use crate::record::Scalar;
 
 /// The line protocol type a field is written as (`type` in a field entry).
@@ -70,11 +70,11 @@ pub(super) fn coerce<'a>(
     };
     match kind {
         FieldType::Float => match value {
-            Scalar::Number(number) => Ok(FieldValue::Float(as_float(number))),
+            Scalar::Number(number, text) => Ok(float(number, text)),
             _ => Err(non_numeric(value, path)),
         },
         FieldType::Integer | FieldType::Unsigned => {
-            let Scalar::Number(number) = value else {
+            let Scalar::Number(number, _) = value else {
                 return Err(non_numeric(value, path));
             };
             let converted = if kind == FieldType::Integer {
@@ -98,7 +98,7 @@ pub(super) fn coerce<'a>(
         },
         FieldType::String => match value {
             Scalar::String(text) => Ok(FieldValue::String(Cow::Borrowed(text))),
-            Scalar::Number(number) => Ok(FieldValue::String(Cow::Owned(number.to_string()))),
+            Scalar::Number(number, _) => Ok(FieldValue::String(Cow::Owned(number.to_string()))),
             Scalar::Bool(flag) => Ok(FieldValue::String(Cow::Borrowed(bool_text(flag)))),
             _ => Err(wrong_type("a string, number or boolean")),
         },
@@ -110,7 +110,7 @@ pub(super) fn coerce<'a>(
 /// field value (extra fields skip it, a configured `auto` field rejects it).
 pub(super) fn auto(value: Scalar<'_>) -> Option<FieldValue<'_>> {
     match value {
-        Scalar::Number(number) => Some(FieldValue::Float(as_float(number))),
+        Scalar::Number(number, text) => Some(float(number, text)),
         Scalar::Bool(flag) => Some(FieldValue::Boolean(flag)),
         Scalar::String(text) => Some(FieldValue::String(Cow::Borrowed(text))),
         Scalar::Null | Scalar::Array | Scalar::Object => None,
@@ -122,7 +122,7 @@ pub(super) fn auto(value: Scalar<'_>) -> Option<FieldValue<'_>> {
 pub(super) fn scalar_text(value: Scalar<'_>) -> Result<Cow<'_, str>, &'static str> {
     match value {
         Scalar::String(text) => Ok(Cow::Borrowed(text)),
-        Scalar::Number(number) => Ok(Cow::Owned(number.to_string())),
+        Scalar::Number(number, _) => Ok(Cow::Owned(number.to_string())),
         Scalar::Bool(flag) => Ok(Cow::Borrowed(bool_text(flag))),
         other => Err(other.json_type()),
     }
@@ -136,6 +136,15 @@ fn non_numeric(value: Scalar<'_>, path: &FieldPath) -> MapError {
     MapError::NonNumericField {
         path: path.to_string(),
         found: value.json_type(),
+    }
+}
+
+/// A float field: with the number's text when the record gave it in the text line protocol
+/// writes, so that the encoder copies it.
+fn float<'a>(number: &Number, text: Option<FloatText<'a>>) -> FieldValue<'a> {
+    match text {
+        Some(text) => FieldValue::FloatText(as_float(number), text),
+        None => FieldValue::Float(as_float(number)),
     }
 }
 
@@ -184,7 +193,7 @@ mod tests {
         coerce(Scalar::of(&value), kind, &path)
             .map(|value| match value {
                 FieldValue::String(text) => FieldValue::String(Cow::Owned(text.into_owned())),
-                FieldValue::Float(v) => FieldValue::Float(v),
+                FieldValue::Float(v) | FieldValue::FloatText(v, _) => FieldValue::Float(v),
                 FieldValue::Integer(v) => FieldValue::Integer(v),
                 FieldValue::Unsigned(v) => FieldValue::Unsigned(v),
                 FieldValue::Boolean(v) => FieldValue::Boolean(v),

@@ -15,7 +15,7 @@
 use serde_json::Number;
 
 use super::{Node, NodeId, Program, read_int, read_long, take, take_array};
-use crate::record::{FlatRecord, Slot, Slots};
+use crate::record::{FlatRecord, Slot, absent_slots};
 
 /// A writer schema's record compiled for the keys a mapping reads.
 #[derive(Debug, Clone)]
@@ -111,7 +111,7 @@ impl FlatAvro {
     /// sends it the other way (see the module documentation).
     pub fn read<'r>(&'r self, datum: &'r [u8]) -> Option<FlatRecord<'r>> {
         let mut input = datum;
-        let mut slots: Slots<'_> = smallvec::smallvec![Slot::Absent; self.keys.len()];
+        let mut slots = absent_slots(self.keys.len());
         for field in &self.fields {
             let scalar = match &field.step {
                 Step::Scalar(scalar) => scalar,
@@ -141,14 +141,17 @@ fn read_scalar<'r>(scalar: &'r Scalar, input: &mut &'r [u8]) -> Option<Slot<'r>>
                 _ => return None,
             }
         }
-        Scalar::Int => Slot::Number(Number::from(read_int(input).ok()?)),
-        Scalar::Long => Slot::Number(Number::from(read_long(input).ok()?)),
-        Scalar::Float => Slot::Number(Number::from_f64(f64::from(f32::from_le_bytes(
-            take_array::<4>(input)?,
-        )))?),
-        Scalar::Double => Slot::Number(Number::from_f64(f64::from_le_bytes(take_array::<8>(
-            input,
-        )?))?),
+        // Binary numbers have no text to copy.
+        Scalar::Int => Slot::Number(Number::from(read_int(input).ok()?), None),
+        Scalar::Long => Slot::Number(Number::from(read_long(input).ok()?), None),
+        Scalar::Float => Slot::Number(
+            Number::from_f64(f64::from(f32::from_le_bytes(take_array::<4>(input)?)))?,
+            None,
+        ),
+        Scalar::Double => Slot::Number(
+            Number::from_f64(f64::from_le_bytes(take_array::<8>(input)?))?,
+            None,
+        ),
         Scalar::String => {
             let length = usize::try_from(read_long(input).ok()?).ok()?;
             Slot::String(std::str::from_utf8(take(input, length)?).ok()?)

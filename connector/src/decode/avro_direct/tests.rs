@@ -377,7 +377,8 @@ fn assert_flat_agrees(case: &Case, datum: &[u8], direct: &Result<Value, AvroErro
             let path = FieldPath::Key(key.clone());
             let (taken, expected) = ((&record).get(&path), Fields::get(object, &path));
             assert_eq!(taken, expected, "key {key} of {datum:02x?}");
-            if let (Some(Scalar::Number(taken)), Some(Scalar::Number(expected))) = (taken, expected)
+            if let (Some(Scalar::Number(taken, _)), Some(Scalar::Number(expected, _))) =
+                (taken, expected)
             {
                 assert_eq!(
                     (
@@ -904,7 +905,7 @@ fn a_generator_record_read_flat_holds_what_the_mapping_reads() {
     assert_eq!(get("generatorID"), Some(Scalar::String("gen-7")));
     assert_eq!(
         get("fuel"),
-        Some(Scalar::Number(&Number::from_f64(400.5).unwrap()))
+        Some(Scalar::Number(&Number::from_f64(400.5).unwrap(), None))
     );
     assert_eq!(get("site"), None);
     // Bytes left over, a cut-off datum and a NaN all go the other way.

@@ -53,7 +53,10 @@ fn the_generator_schema_compiles_and_a_reading_reads_flat() {
     let json = br#"{"generatorID":"g-1","lat":51.5,"lon":-0.12,"temperature":71.25,"pressure":1013,"fuel":42.5,"note":"x"}"#;
     let record = layout.read(json).expect("flat");
     assert_eq!(record.slot("generatorID"), Some(&Slot::String("g-1")));
-    assert_eq!(record.slot("pressure"), Some(&Slot::Number(1013.into())));
+    assert_eq!(
+        record.slot("pressure"),
+        Some(&Slot::Number(1013.into(), FloatText::of_json(b"1013")))
+    );
     assert_eq!(record.slot("note"), None, "not read: ignored");
 }
 
@@ -124,9 +127,15 @@ fn numbers_read_as_serde_json_reads_them() {
             .read(json.as_bytes())
             .unwrap_or_else(|| panic!("{text}"));
         let expected: Value = serde_json::from_str(text).unwrap();
-        let Some(Slot::Number(number)) = record.slot("n") else {
+        let Some(Slot::Number(number, copied)) = record.slot("n") else {
             panic!("{text}: not a number");
         };
+        // Kept only when it is line protocol's own text for the number.
+        assert_eq!(
+            copied.map(|copied| copied.as_bytes()),
+            FloatText::of_json(text.as_bytes()).map(|own| own.as_bytes()),
+            "{text}"
+        );
         assert_eq!(Value::Number(number.clone()), expected, "{text}");
         // Also the same kind of number (u64, i64 or f64), which decides the field types.
         assert_eq!(number.is_f64(), expected.is_f64(), "{text}");
@@ -365,8 +374,16 @@ fn value_text() -> impl Strategy<Value = String> {
         Just("\"\u{1}\"".to_owned()),
         Just("\"\u{7f}é€😀\"".to_owned()),
         Just("{\"k\":1}".to_owned()),
+        Just("-0".to_owned()),
+        Just("51.47".to_owned()),
+        Just("123456789012345".to_owned()),
+        Just("1234567890123456".to_owned()),
+        Just("0.00000000000001".to_owned()),
         (-1_000_000i64..1_000_000).prop_map(|n| n.to_string()),
         (-1e6f64..1e6).prop_map(|f| format!("{f}")),
+        // Readings with two decimals, now and then a trailing zero (`51.40`): the encoder
+        // copies the text of the first kind and formats the second.
+        (-100_000i64..100_000).prop_map(|n| format!("{:.2}", n as f64 / 100.0)),
     ]
 }
 
@@ -519,11 +536,11 @@ proptest! {
                 Slot::Absent => None,
                 Slot::Null => Some(Value::Null),
                 Slot::Bool(flag) => Some(Value::Bool(*flag)),
-                Slot::Number(number) => Some(Value::Number(number.clone())),
+                Slot::Number(number, _) => Some(Value::Number(number.clone())),
                 Slot::String(text) => Some(Value::String((*text).to_owned())),
             };
             prop_assert_eq!(got.as_ref(), Some(expected), "{}", text);
-            if let (Slot::Number(number), Value::Number(wanted)) = (slot, expected) {
+            if let (Slot::Number(number, _), Value::Number(wanted)) = (slot, expected) {
                 prop_assert_eq!(number.is_f64(), wanted.is_f64());
                 prop_assert_eq!(number.as_f64().map(f64::to_bits), wanted.as_f64().map(f64::to_bits));
             }
@@ -624,7 +641,7 @@ fn registry_avro_reads_flat_and_a_nan_goes_the_generic_way_with_its_reason() {
     assert_eq!(record.slot("generatorID"), Some(&Slot::String("gen-7")));
     assert_eq!(
         record.slot("fuel"),
-        Some(&Slot::Number(Number::from_f64(400.5).unwrap()))
+        Some(&Slot::Number(Number::from_f64(400.5).unwrap(), None))
     );
     let nan = datum(f64::NAN);
     assert!(decoder.read_flat(Some(&nan), None).is_none());
