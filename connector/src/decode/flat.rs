@@ -6,7 +6,8 @@
 //! tree, which the mapping then searches and the validator walks; about two thirds of a JSON
 //! record's cost. Here a small tokenizer reads the payload once into one [`Slot`] per key of a
 //! fixed list (strings stay borrowed from the payload) and the schema's rules, compiled once
-//! into [`FlatSchema`], are checked on the slots.
+//! into [`FlatSchema`], are checked on the slots. A number whose text is the one line protocol
+//! writes for it (a [`FloatText`], like most readings) keeps that text, for the encoder to copy.
 //!
 //! The fast path never rejects a record and never accepts one the generic path would refuse:
 //! whatever it is not sure of (a value a rule refuses, a key given twice, an unknown key under
