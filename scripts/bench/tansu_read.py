@@ -3,8 +3,9 @@
 
 Assigns every partition of --topic from offset 0 (no group join, nothing committed) and reads
 until --count records have arrived, touching nothing but the message count. librdkafka is
-configured as the sink configures it (prefetch capped at --queued-kbytes, 16 MiB), so this is
-what the broker can feed one consumer of that kind on this machine. Prints one JSON line.
+configured as the sink configures it by default (prefetch capped at 16 MiB and refilled after
+10 ms, fetches of up to 8 MiB per partition and 16 MiB in all), so this is what the broker can
+feed one consumer of that kind on this machine. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def main() -> int:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "queued.max.messages.kbytes": args.queued_kbytes,
+        # The sink's defaults (connector/src/source.rs).
+        "fetch.queue.backoff.ms": 10,
+        "max.partition.fetch.bytes": 8 * 1024 * 1024,
+        "fetch.max.bytes": 16 * 1024 * 1024,
     }
     if args.fetch_wait_ms is not None:
         conf["fetch.wait.max.ms"] = args.fetch_wait_ms
