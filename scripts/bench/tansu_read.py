@@ -30,6 +30,10 @@ def main() -> int:
     ap.add_argument("--queued-kbytes", type=int, default=16384)
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--fetch-wait-ms", type=int, help="fetch.wait.max.ms (librdkafka default 500)")
+    # The sink's defaults (connector/src/source.rs); librdkafka's own are 1000, 1 MiB and 50 MiB.
+    ap.add_argument("--fetch-queue-backoff-ms", type=int, default=10)
+    ap.add_argument("--max-partition-fetch-bytes", type=int, default=8 * 1024 * 1024)
+    ap.add_argument("--fetch-max-bytes", type=int, default=16 * 1024 * 1024)
     ap.add_argument("--latency", action="store_true",
                     help="also record arrival minus the record's CreateTime (ms histogram): Tansu's delivery delay")
     args = ap.parse_args()
@@ -40,10 +44,9 @@ def main() -> int:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "queued.max.messages.kbytes": args.queued_kbytes,
-        # The sink's defaults (connector/src/source.rs).
-        "fetch.queue.backoff.ms": 10,
-        "max.partition.fetch.bytes": 8 * 1024 * 1024,
-        "fetch.max.bytes": 16 * 1024 * 1024,
+        "fetch.queue.backoff.ms": args.fetch_queue_backoff_ms,
+        "max.partition.fetch.bytes": args.max_partition_fetch_bytes,
+        "fetch.max.bytes": args.fetch_max_bytes,
     }
     if args.fetch_wait_ms is not None:
         conf["fetch.wait.max.ms"] = args.fetch_wait_ms
