@@ -541,6 +541,17 @@ mod tests {
         }
     }
 
+    /// [`settings`] with these properties added (or replaced).
+    fn settings_with(properties: &[(&str, &str)]) -> KafkaSettings {
+        let mut custom = settings();
+        for (name, value) in properties {
+            custom
+                .properties
+                .insert((*name).to_owned(), (*value).to_owned());
+        }
+        custom
+    }
+
     #[test]
     fn consumer_never_auto_stores_offsets() {
         let config = settings().consumer_config();
@@ -549,52 +560,41 @@ mod tests {
         assert_eq!(config.get("auto.commit.interval.ms"), Some("1500"));
         assert_eq!(config.get("bootstrap.servers"), Some("a:9092,b:9092"));
         assert_eq!(config.get("session.timeout.ms"), Some("6000"));
-        assert_eq!(
-            config.get("queued.max.messages.kbytes"),
-            Some(DEFAULT_PREFETCH_KBYTES)
-        );
-        assert_eq!(
-            config.get("fetch.queue.backoff.ms"),
-            Some(DEFAULT_FETCH_QUEUE_BACKOFF_MS)
-        );
-        let mut custom = settings();
-        custom
-            .properties
-            .insert("queued.max.messages.kbytes".into(), "1024".into());
-        custom
-            .properties
-            .insert("fetch.queue.backoff.ms".into(), "500".into());
-        let custom = custom.consumer_config();
-        assert_eq!(custom.get("queued.max.messages.kbytes"), Some("1024"));
-        assert_eq!(custom.get("fetch.queue.backoff.ms"), Some("500"));
     }
 
     #[test]
-    fn fetches_are_large_but_bounded_and_the_user_decides_last() {
-        let config = settings().consumer_config();
-        assert_eq!(config.get("max.partition.fetch.bytes"), Some("8388608"));
-        assert_eq!(config.get("fetch.max.bytes"), Some("16777216"));
-
-        let mut custom = settings();
-        custom
-            .properties
-            .insert("max.partition.fetch.bytes".into(), "1048576".into());
-        custom
-            .properties
-            .insert("fetch.max.bytes".into(), "52428800".into());
-        let custom = custom.consumer_config();
-        assert_eq!(custom.get("max.partition.fetch.bytes"), Some("1048576"));
-        assert_eq!(custom.get("fetch.max.bytes"), Some("52428800"));
+    fn tuned_fetch_defaults_apply_unless_the_user_sets_them() {
+        // (property, the sink's default, a value of the user's)
+        let tuned = [
+            (
+                "queued.max.messages.kbytes",
+                DEFAULT_PREFETCH_KBYTES,
+                "1024",
+            ),
+            (
+                "fetch.queue.backoff.ms",
+                DEFAULT_FETCH_QUEUE_BACKOFF_MS,
+                "500",
+            ),
+            ("max.partition.fetch.bytes", "8388608", "1048576"),
+            ("fetch.max.bytes", "16777216", "52428800"),
+        ];
+        let defaults = settings().consumer_config();
+        let chosen: Vec<(&str, &str)> = tuned
+            .iter()
+            .map(|(name, _, value)| (*name, *value))
+            .collect();
+        let custom = settings_with(&chosen).consumer_config();
+        for (name, default, value) in tuned {
+            assert_eq!(defaults.get(name), Some(default), "{name}");
+            assert_eq!(custom.get(name), Some(value), "{name}");
+        }
     }
 
     #[test]
     fn the_fetch_cap_is_never_below_the_largest_message() {
         let with_message_max = |value: &str| {
-            let mut custom = settings();
-            custom
-                .properties
-                .insert("message.max.bytes".into(), value.into());
-            custom
+            settings_with(&[("message.max.bytes", value)])
                 .consumer_config()
                 .get("fetch.max.bytes")
                 .map(str::to_owned)
@@ -607,16 +607,16 @@ mod tests {
 
     #[test]
     fn librdkafka_accepts_the_default_fetch_sizes() {
-        for message_max in [None, Some("67108864"), Some("200000000")] {
-            let mut custom = settings();
+        let message_max: [&[(&str, &str)]; 3] = [
+            &[],
+            &[("message.max.bytes", "67108864")],
+            &[("message.max.bytes", "200000000")],
+        ];
+        for properties in message_max {
+            let mut custom = settings_with(properties);
             custom.properties.remove("security.protocol");
-            if let Some(value) = message_max {
-                custom
-                    .properties
-                    .insert("message.max.bytes".into(), value.into());
-            }
             let created: KafkaResult<BaseConsumer> = custom.consumer_config().create();
-            assert!(created.is_ok(), "{message_max:?}: {:?}", created.err());
+            assert!(created.is_ok(), "{properties:?}: {:?}", created.err());
         }
     }
 
