@@ -121,26 +121,22 @@ impl KafkaSettings {
     /// Consumer configuration implementing the delivery guarantee above.
     pub fn consumer_config(&self) -> ClientConfig {
         let mut config = self.client_config();
-        if !self.properties.contains_key("queued.max.messages.kbytes") {
+        let fetch_max_bytes = self.default_fetch_max_bytes().to_string();
+        for (name, default) in [
             // librdkafka prefetches up to 64 MiB by default; while InfluxDB is slow or down the
             // sink stops reading, so this queue is what bounds memory. 16 MiB still holds
             // ~100,000 generator records, far more than one batch.
-            config.set("queued.max.messages.kbytes", DEFAULT_PREFETCH_KBYTES);
-        }
-        if !self.properties.contains_key("fetch.queue.backoff.ms") {
-            config.set("fetch.queue.backoff.ms", DEFAULT_FETCH_QUEUE_BACKOFF_MS);
-        }
-        if !self.properties.contains_key("max.partition.fetch.bytes") {
-            config.set(
+            ("queued.max.messages.kbytes", DEFAULT_PREFETCH_KBYTES),
+            ("fetch.queue.backoff.ms", DEFAULT_FETCH_QUEUE_BACKOFF_MS),
+            (
                 "max.partition.fetch.bytes",
                 DEFAULT_MAX_PARTITION_FETCH_BYTES,
-            );
-        }
-        if !self.properties.contains_key("fetch.max.bytes") {
-            config.set(
-                "fetch.max.bytes",
-                self.default_fetch_max_bytes().to_string(),
-            );
+            ),
+            ("fetch.max.bytes", &fetch_max_bytes),
+            // Lag and end offsets for the metrics and /status come from librdkafka's statistics.
+            ("statistics.interval.ms", DEFAULT_STATISTICS_INTERVAL_MS),
+        ] {
+            self.set_unless_given(&mut config, name, default);
         }
         config
             .set("group.id", &self.group_id)
@@ -152,11 +148,14 @@ impl KafkaSettings {
             )
             .set("auto.offset.reset", &self.auto_offset_reset)
             .set("enable.partition.eof", "false");
-        if !self.properties.contains_key("statistics.interval.ms") {
-            // Lag and end offsets for the metrics and /status come from librdkafka's statistics.
-            config.set("statistics.interval.ms", DEFAULT_STATISTICS_INTERVAL_MS);
-        }
         config
+    }
+
+    /// Sets `name` to the sink's `default` unless the pass-through properties set it.
+    fn set_unless_given(&self, config: &mut ClientConfig, name: &str, default: &str) {
+        if !self.properties.contains_key(name) {
+            config.set(name, default);
+        }
     }
 
     /// [`DEFAULT_FETCH_MAX_BYTES`], raised to `message.max.bytes` when that property is set
@@ -177,14 +176,10 @@ impl KafkaSettings {
     /// dead-lettered. Pass-through properties of the same names override both.
     pub fn dead_letter_producer_config(&self) -> ClientConfig {
         let mut config = self.producer_config();
-        if !self.properties.contains_key("allow.auto.create.topics") {
-            config.set("allow.auto.create.topics", "false");
-        }
-        if !self.properties.contains_key("message.max.bytes") {
-            // A record the consumer could read must not be too large to dead-letter (librdkafka's
-            // producer default is ~1 MB); the broker's own limit still applies.
-            config.set("message.max.bytes", DEAD_LETTER_MAX_BYTES);
-        }
+        self.set_unless_given(&mut config, "allow.auto.create.topics", "false");
+        // A record the consumer could read must not be too large to dead-letter (librdkafka's
+        // producer default is ~1 MB); the broker's own limit still applies.
+        self.set_unless_given(&mut config, "message.max.bytes", DEAD_LETTER_MAX_BYTES);
         config
     }
 
