@@ -292,69 +292,116 @@ pub fn encode(point: &Point<'_>, out: &mut Vec<u8>) -> Result<(), LineProtocolEr
 
 /// Writes the line, checking each element as it goes, in the order the elements appear.
 fn write_line(point: &Point<'_>, out: &mut Vec<u8>) -> Result<(), LineProtocolError> {
-    if point.measurement.is_empty() {
-        return Err(LineProtocolError::EmptyMeasurement);
-    }
-    MEASUREMENT.write_unquoted(&point.measurement, out)?;
+    write_measurement(&point.measurement, out)?;
     for (key, value) in &point.tags {
-        if key.is_empty() {
-            return Err(LineProtocolError::EmptyKey { element: "tag" });
-        }
-        out.push(b',');
-        TAG_KEY.write_unquoted(key, out)?;
-        if value.is_empty() {
-            return Err(LineProtocolError::EmptyTagValue {
-                key: (*key).to_owned(),
-            });
-        }
-        out.push(b'=');
-        TAG_VALUE.write_unquoted(value, out)?;
+        write_tag_key(key, out)?;
+        write_tag_value(key, value, out)?;
     }
     if point.fields.is_empty() {
         return Err(LineProtocolError::NoFields);
     }
     for (index, (key, value)) in point.fields.iter().enumerate() {
-        if key.is_empty() {
-            return Err(LineProtocolError::EmptyKey { element: "field" });
-        }
         out.push(if index == 0 { b' ' } else { b',' });
-        FIELD_KEY.write_unquoted(key, out)?;
-        out.push(b'=');
-        match value {
-            FieldValue::Float(number) if !number.is_finite() => {
-                return Err(LineProtocolError::NonFiniteField {
-                    key: (*key).to_owned(),
-                    value: *number,
-                });
-            }
-            // `Display` for f64 prints the shortest text that parses back to the same value and
-            // never uses an exponent; without an `i` suffix line protocol reads it as a float.
-            FieldValue::Float(number) => write_float(*number, out),
-            FieldValue::FloatText(_, text) => out.extend_from_slice(text.as_bytes()),
-            FieldValue::Integer(number) => {
-                out.extend_from_slice(itoa::Buffer::new().format(*number).as_bytes());
-                out.push(b'i');
-            }
-            FieldValue::Unsigned(number) => {
-                out.extend_from_slice(itoa::Buffer::new().format(*number).as_bytes());
-                out.push(b'u');
-            }
-            FieldValue::Boolean(flag) => {
-                out.extend_from_slice(if *flag { b"true" } else { b"false" });
-            }
-            // Inside quotes a trailing backslash is escaped like any other, so only line
-            // breaks are unrepresentable.
-            FieldValue::String(text) => {
-                out.push(b'"');
-                FIELD_STRING.write(text, out)?;
-                out.push(b'"');
-            }
+        write_field_key(key, out)?;
+        write_field_value(key, value, out)?;
+    }
+    write_timestamp(point.timestamp_ns, out);
+    Ok(())
+}
+
+// The pieces of a line, in the order they are written. [`encode`] writes a [`Point`] with them;
+// [`crate::map::FlatLine`] writes a flat record's line with the same pieces, its keys written
+// once when the mapping is compiled. On an error `out` may hold part of the piece: the caller
+// truncates.
+
+/// Writes the measurement name.
+pub(crate) fn write_measurement(name: &str, out: &mut Vec<u8>) -> Result<(), LineProtocolError> {
+    if name.is_empty() {
+        return Err(LineProtocolError::EmptyMeasurement);
+    }
+    MEASUREMENT.write_unquoted(name, out)
+}
+
+/// Writes `,key=`, the start of a tag.
+pub(crate) fn write_tag_key(key: &str, out: &mut Vec<u8>) -> Result<(), LineProtocolError> {
+    if key.is_empty() {
+        return Err(LineProtocolError::EmptyKey { element: "tag" });
+    }
+    out.push(b',');
+    TAG_KEY.write_unquoted(key, out)?;
+    out.push(b'=');
+    Ok(())
+}
+
+/// Writes the value of the tag `key`.
+pub(crate) fn write_tag_value(
+    key: &str,
+    value: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), LineProtocolError> {
+    if value.is_empty() {
+        return Err(LineProtocolError::EmptyTagValue {
+            key: key.to_owned(),
+        });
+    }
+    TAG_VALUE.write_unquoted(value, out)
+}
+
+/// Writes `key=`, a field's start after its separator (a space before the first field, a
+/// comma before the others).
+pub(crate) fn write_field_key(key: &str, out: &mut Vec<u8>) -> Result<(), LineProtocolError> {
+    if key.is_empty() {
+        return Err(LineProtocolError::EmptyKey { element: "field" });
+    }
+    FIELD_KEY.write_unquoted(key, out)?;
+    out.push(b'=');
+    Ok(())
+}
+
+/// Writes the value of the field `key`.
+pub(crate) fn write_field_value(
+    key: &str,
+    value: &FieldValue<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), LineProtocolError> {
+    match value {
+        FieldValue::Float(number) if !number.is_finite() => {
+            return Err(LineProtocolError::NonFiniteField {
+                key: key.to_owned(),
+                value: *number,
+            });
+        }
+        // `Display` for f64 prints the shortest text that parses back to the same value and
+        // never uses an exponent; without an `i` suffix line protocol reads it as a float.
+        FieldValue::Float(number) => write_float(*number, out),
+        FieldValue::FloatText(_, text) => out.extend_from_slice(text.as_bytes()),
+        FieldValue::Integer(number) => {
+            out.extend_from_slice(itoa::Buffer::new().format(*number).as_bytes());
+            out.push(b'i');
+        }
+        FieldValue::Unsigned(number) => {
+            out.extend_from_slice(itoa::Buffer::new().format(*number).as_bytes());
+            out.push(b'u');
+        }
+        FieldValue::Boolean(flag) => {
+            out.extend_from_slice(if *flag { b"true" } else { b"false" });
+        }
+        // Inside quotes a trailing backslash is escaped like any other, so only line breaks
+        // are unrepresentable.
+        FieldValue::String(text) => {
+            out.push(b'"');
+            FIELD_STRING.write(text, out)?;
+            out.push(b'"');
         }
     }
-    out.push(b' ');
-    out.extend_from_slice(itoa::Buffer::new().format(point.timestamp_ns).as_bytes());
-    out.push(b'\n');
     Ok(())
+}
+
+/// Writes ` timestamp` and the line's end.
+pub(crate) fn write_timestamp(timestamp_ns: i64, out: &mut Vec<u8>) {
+    out.push(b' ');
+    out.extend_from_slice(itoa::Buffer::new().format(timestamp_ns).as_bytes());
+    out.push(b'\n');
 }
 
 /// Writes a finite float as `Display` does: the shortest text that parses back to the same

@@ -143,6 +143,28 @@ impl<'r> FlatRecord<'r> {
         self.next.set(index + 1);
         self.slots.get(index)
     }
+
+    /// The value of the key at `index` of the keys the record was read for, which must be
+    /// `key`; `None` when it is absent. A flat record's keys start with
+    /// [`Mapping::flat_keys`](crate::map::Mapping::flat_keys), in that order, so a mapping
+    /// finds its own keys' values by position instead of by name.
+    pub fn value_at(&self, index: usize, key: &str) -> Option<Scalar<'_>> {
+        debug_assert_eq!(self.keys.get(index).map(String::as_str), Some(key));
+        self.slots.get(index).and_then(Slot::scalar)
+    }
+}
+
+impl<'r> Slot<'r> {
+    /// The value the slot holds, `None` when the key is absent.
+    fn scalar(&self) -> Option<Scalar<'_>> {
+        match self {
+            Slot::Absent => None,
+            Slot::Null => Some(Scalar::Null),
+            Slot::Bool(flag) => Some(Scalar::Bool(*flag)),
+            Slot::Number(number, text) => Some(Scalar::Number(number, *text)),
+            Slot::String(text) => Some(Scalar::String(text)),
+        }
+    }
 }
 
 /// The position of `key` in `keys`, trying `guess` first.
@@ -163,13 +185,7 @@ impl<'a, 'r: 'a> Fields<'a> for &'a FlatRecord<'r> {
         let FieldPath::Key(key) = path else {
             return None;
         };
-        match self.slot(key)? {
-            Slot::Absent => None,
-            Slot::Null => Some(Scalar::Null),
-            Slot::Bool(flag) => Some(Scalar::Bool(*flag)),
-            Slot::Number(number, text) => Some(Scalar::Number(number, *text)),
-            Slot::String(text) => Some(Scalar::String(text)),
-        }
+        self.slot(key)?.scalar()
     }
 
     fn object(self) -> Option<&'a Map<String, Value>> {

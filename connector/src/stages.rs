@@ -13,12 +13,12 @@ use rdkafka::Message;
 use rdkafka::message::Headers as _;
 use tracing::{debug, warn};
 
-use crate::alerts::AlertRules;
+use crate::alerts::{AlertRules, MappedPoint};
 use crate::batch::Batch;
 use crate::dead_letter::{DeadLetter, InvalidRecordPolicy};
 use crate::decode::{DecodeFailure, Decoder, SchemaKey, VALUE_SCHEMA_ID_HEADER};
-use crate::line_protocol::{self, Point};
-use crate::map::{KafkaContext, Mapping};
+use crate::line_protocol;
+use crate::map::{FlatLine, KafkaContext, Mapping};
 use crate::metrics::Telemetry;
 use crate::reject::Rejection;
 use crate::source::RecordHeaders;
@@ -41,6 +41,9 @@ pub struct InvalidRecord {
 pub struct Stages {
     decoder: Decoder,
     mapping: Mapping,
+    /// The mapping compiled for records the decoder reads flat; `None` when it cannot map them
+    /// (the decoder then reads none flat).
+    flat_line: Option<FlatLine>,
     /// Fuel alerts, when enabled.
     alerts: Option<AlertRules>,
     invalid_record_policy: InvalidRecordPolicy,
@@ -69,13 +72,15 @@ impl Stages {
         invalid_record_policy: InvalidRecordPolicy,
         telemetry: Arc<Telemetry>,
     ) -> Self {
-        let decoder = match mapping.flat_keys() {
-            Some(keys) => decoder.with_flat_keys(keys),
+        let flat_line = FlatLine::new(mapping.clone());
+        let decoder = match &flat_line {
+            Some(line) => decoder.with_flat_keys(line.keys().to_vec()),
             None => decoder,
         };
         Self {
             decoder,
             mapping,
+            flat_line,
             alerts,
             invalid_record_policy,
             telemetry,
@@ -176,33 +181,43 @@ impl Stages {
             key: message.key(),
             headers: &headers,
         };
-        // The fast path first; whatever it is not sure of is decoded, mapped and, if it must be,
-        // rejected the generic way.
+        // The fast path first: a record read flat is written straight to a line. Whatever it is
+        // not sure of is decoded, mapped and, if it must be, rejected the generic way.
         let flat = self.decoder.read_flat(message.payload(), schema_header);
-        let flat_point = flat.as_ref().and_then(|(record, schema)| {
-            let point = self.mapping.map(record, kafka).ok()?;
-            if schema.is_some() {
-                self.count_schema_lookup(true);
+        if let (Some((record, schema)), Some(line)) = (&flat, &self.flat_line) {
+            if let Some(point) = line.write(record, kafka, batch.line_buffer()) {
+                if schema.is_some() {
+                    self.count_schema_lookup(true);
+                }
+                self.line_written(message, message_headers, &point, batch, now);
+                return Ok(());
             }
-            Some(point)
-        });
-        let generic;
-        let point = match flat_point {
-            Some(point) => point,
-            None => {
-                generic = self.decode(message.payload(), schema_header)?;
-                self.mapping
-                    .map(&generic, kafka)
-                    .map_err(|error| error.rejection())?
-            }
-        };
+        }
+        let generic = self.decode(message.payload(), schema_header)?;
+        let point = self
+            .mapping
+            .map(&generic, kafka)
+            .map_err(|error| error.rejection())?;
         line_protocol::encode(&point, batch.line_buffer())
             .map_err(|error| Unencoded::from(error.rejection()))?;
-        batch.add_point(message, message_headers, now);
-        if let Some(alerts) = &self.alerts {
-            add_fuel_reading(alerts, &point, message, batch);
-        }
+        self.line_written(message, message_headers, &point, batch, now);
         Ok(())
+    }
+
+    /// Records in the batch that `message`'s line, `point`, was just written, with its alert
+    /// point if it raises one.
+    fn line_written<M: Message>(
+        &self,
+        message: &M,
+        headers: Option<&M::Headers>,
+        point: &impl MappedPoint,
+        batch: &mut Batch,
+        now: Instant,
+    ) {
+        batch.add_point(message, headers, now);
+        if let Some(alerts) = &self.alerts {
+            add_fuel_reading(alerts, point, message, batch);
+        }
     }
 
     /// Decodes a record value the generic way, counting registry schema cache lookups.
@@ -243,7 +258,7 @@ impl Stages {
 /// below a threshold. The record's own line must be the last one added.
 fn add_fuel_reading<M: Message>(
     rules: &AlertRules,
-    point: &Point<'_>,
+    point: &impl MappedPoint,
     message: &M,
     batch: &mut Batch,
 ) {

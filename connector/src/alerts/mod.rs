@@ -212,12 +212,9 @@ impl<'p> FuelReading<'p> {
 
 impl AlertRules {
     /// The fuel reading `point` is, if it has the id tag and a finite float fuel field.
-    pub fn reading<'p>(&self, point: &'p Point<'_>) -> Option<FuelReading<'p>> {
-        let generator = tag(point, &self.id_tag)?;
-        let fuel = point
-            .fields
-            .iter()
-            .find_map(|(key, value)| value.as_float().filter(|_| *key == self.fuel_field))?;
+    pub fn reading<'p>(&self, point: &'p impl MappedPoint) -> Option<FuelReading<'p>> {
+        let generator = point.tag(&self.id_tag)?;
+        let fuel = point.float_field(&self.fuel_field)?;
         // The line protocol refuses non-finite floats before alerts look at the point; checked
         // again so that no NaN can reach an alert point or a gauge whatever the caller.
         if !fuel.is_finite() {
@@ -227,16 +224,16 @@ impl AlertRules {
             generator,
             fuel,
             thresholds: self.thresholds_for(point),
-            timestamp_ns: point.timestamp_ns,
+            timestamp_ns: point.timestamp_ns(),
         })
     }
 
     /// The first override whose tag the point carries with the override's value, else the
     /// defaults.
-    fn thresholds_for(&self, point: &Point<'_>) -> Thresholds {
+    fn thresholds_for(&self, point: &impl MappedPoint) -> Thresholds {
         self.overrides
             .iter()
-            .find(|rule| tag(point, &rule.tag) == Some(rule.value.as_str()))
+            .find(|rule| point.tag(&rule.tag) == Some(rule.value.as_str()))
             .map_or(self.thresholds, |rule| rule.thresholds)
     }
 
@@ -262,13 +259,41 @@ impl AlertRules {
     }
 }
 
-/// The value of tag `key` on `point`.
-fn tag<'p>(point: &'p Point<'_>, key: &str) -> Option<&'p str> {
-    point
-        .tags
-        .iter()
-        .find(|(name, _)| *name == key)
-        .map(|(_, value)| value.as_ref())
+/// What alerts read of a mapped point: a [`Point`], or a line a flat record was written to
+/// straight ([`crate::map::FlatPoint`]).
+pub trait MappedPoint {
+    /// Tag keys and values, as written.
+    fn tags(&self) -> &[(&str, Cow<'_, str>)];
+
+    /// The value of the tag with key `key`.
+    fn tag(&self, key: &str) -> Option<&str> {
+        self.tags()
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value.as_ref())
+    }
+
+    /// The value of the field with key `key`, when it is written as a float.
+    fn float_field(&self, key: &str) -> Option<f64>;
+
+    /// The point's timestamp, nanoseconds since the Unix epoch.
+    fn timestamp_ns(&self) -> i64;
+}
+
+impl MappedPoint for Point<'_> {
+    fn tags(&self) -> &[(&str, Cow<'_, str>)] {
+        &self.tags
+    }
+
+    fn float_field(&self, key: &str) -> Option<f64> {
+        self.fields
+            .iter()
+            .find_map(|(name, value)| value.as_float().filter(|_| *name == key))
+    }
+
+    fn timestamp_ns(&self) -> i64 {
+        self.timestamp_ns
+    }
 }
 
 #[cfg(test)]

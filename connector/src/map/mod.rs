@@ -12,8 +12,11 @@
 //! - [`value`]: the field types and how JSON values convert to them.
 //! - [`time`]: the timestamp sources and the collision rule.
 //! - [`error`]: [`MapError`], one variant and one stable dead-letter reason per failure.
+//! - [`flat_line`]: [`FlatLine`], the mapping writing a flat record's line straight from its
+//!   slots, without a `Point`.
 
 pub mod error;
+pub mod flat_line;
 pub mod path;
 pub mod time;
 pub mod value;
@@ -27,6 +30,7 @@ use crate::line_protocol::Point;
 use crate::record::{Fields, Scalar};
 
 pub use error::MapError;
+pub use flat_line::{FlatLine, FlatPoint};
 pub use path::{FieldPath, json_type};
 pub use time::{Collisions, TimeUnit, TimestampSource};
 pub use value::FieldType;

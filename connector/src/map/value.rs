@@ -139,6 +139,15 @@ fn non_numeric(value: Scalar<'_>, path: &FieldPath) -> MapError {
     }
 }
 
+/// The text a field of `kind` holding `value` is written as, when the record gave it ready: a
+/// float field's number with its [`FloatText`], which the encoder copies (see [`float`]).
+pub(super) fn float_text(value: Scalar<'_>, kind: FieldType) -> Option<FloatText<'_>> {
+    match (kind, value) {
+        (FieldType::Float | FieldType::Auto, Scalar::Number(_, text)) => text,
+        _ => None,
+    }
+}
+
 /// A float field: with the number's text when the record gave it in the text line protocol
 /// writes, so that the encoder copies it.
 fn float<'a>(number: &Number, text: Option<FloatText<'a>>) -> FieldValue<'a> {

@@ -4,8 +4,8 @@ use serde_json::{Value, json};
 use super::*;
 use crate::line_protocol;
 use crate::map::{
-    Field, FieldPath, FieldType, KafkaContext, Mapping, Measurement, NoHeaders, Tag, TagSource,
-    TimestampSource,
+    Field, FieldPath, FieldType, FlatLine, KafkaContext, Mapping, Measurement, NoHeaders, Tag,
+    TagSource, TimestampSource,
 };
 
 fn generator_schema() -> Value {
@@ -487,6 +487,13 @@ proptest! {
             let generic = generic.unwrap();
             prop_assert_eq!(line(&point), line(&generic), "{}", text);
         }
+        // The line the sink writes from the flat record, laid out as the sink lays it out (the
+        // mapping's keys, then the schema's).
+        let flat_line = FlatLine::new(mapping.clone()).unwrap();
+        let mut written = Vec::new();
+        let _ = flat_line.write(&record, kafka(), &mut written);
+        let generic = mapping.map(&value, kafka()).map(|point| line(&point)).unwrap_or_default();
+        prop_assert_eq!(written, generic, "{}", text);
     }
 }
 

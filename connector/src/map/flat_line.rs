@@ -1,0 +1,211 @@
+//! A flat record's line, written straight from its slots.
+//!
+//! [`Mapping::map`] builds a [`Point`](crate::line_protocol::Point) (two vectors per record,
+//! each value converted and looked up by name), and the encoder then walks it, escaping the same
+//! tag and field keys on every line. For the common record, read flat
+//! ([`crate::decode::flat`]), that costs more than reading it did. [`FlatLine`] writes the line
+//! from the record itself: keys escaped once, when the mapping is compiled, values taken from
+//! their slots by position, with the mapping's own rules ([`tag_value`], [`value::coerce`], the
+//! timestamp source and collision rule) and the encoder's own pieces
+//! ([`line_protocol::write_tag_value`], …). So the line is byte for byte the one `map` and
+//! `encode` write, which a property test checks.
+//!
+//! It never rejects: whatever `map` or `encode` would refuse makes [`FlatLine::write`] return
+//! `None` with nothing written, and the record goes the generic way, which explains the
+//! rejection.
+
+use std::borrow::Cow;
+
+use smallvec::SmallVec;
+
+use super::{KafkaContext, Mapping, Measurement, tag_value, value};
+use crate::alerts::MappedPoint;
+use crate::line_protocol::{self, LineProtocolError};
+use crate::record::{FlatRecord, Scalar};
+
+/// Tags a [`FlatPoint`] holds without allocating.
+const INLINE_TAGS: usize = 4;
+
+/// A mapping compiled to write flat records' lines (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct FlatLine {
+    mapping: Mapping,
+    /// The keys a flat record is read for ([`Mapping::flat_keys`]).
+    keys: Vec<String>,
+    /// The measurement, escaped, when it is the same for every record.
+    measurement: Option<Vec<u8>>,
+    /// Per tag of the mapping, in its order: `,key=`, escaped.
+    tag_starts: Vec<Vec<u8>>,
+    /// Per field of the mapping, in its order: `key=`, escaped, and the position of the key it
+    /// reads in [`FlatLine::keys`].
+    field_starts: Vec<(Vec<u8>, usize)>,
+}
+
+impl FlatLine {
+    /// Compiles `mapping` for flat records; `None` when it cannot map them (see
+    /// [`Mapping::flat_keys`]) or when a key of it cannot be written, which every record would
+    /// then be rejected for, the generic way.
+    pub fn new(mapping: Mapping) -> Option<FlatLine> {
+        let keys = mapping.flat_keys()?;
+        let measurement = match &mapping.measurement {
+            Measurement::Fixed(name) => Some(written(line_protocol::write_measurement, name)?),
+            Measurement::Template(_) | Measurement::Field(_) => None,
+        };
+        let tag_starts = mapping
+            .tags
+            .iter()
+            .map(|tag| written(line_protocol::write_tag_key, &tag.name))
+            .collect::<Option<Vec<_>>>()?;
+        let field_starts = mapping
+            .fields
+            .iter()
+            .map(|field| {
+                let key = field.path.top_level_key();
+                Some((
+                    written(line_protocol::write_field_key, &field.name)?,
+                    keys.iter().position(|read| *read == key)?,
+                ))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(FlatLine {
+            mapping,
+            keys,
+            measurement,
+            tag_starts,
+            field_starts,
+        })
+    }
+
+    /// The keys a flat record must be read for, in order: [`Mapping::flat_keys`].
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// Appends the line of `record`, consumed at `kafka`, to `out`: the line
+    /// [`Mapping::map`] and [`line_protocol::encode`] write. `None`, with nothing appended,
+    /// when they would refuse the record.
+    pub fn write<'a, 'r>(
+        &'a self,
+        record: &'a FlatRecord<'r>,
+        kafka: KafkaContext<'a>,
+        out: &mut Vec<u8>,
+    ) -> Option<FlatPoint<'a, 'r>> {
+        let start = out.len();
+        let written = self.write_line(record, kafka, out);
+        if written.is_none() {
+            out.truncate(start);
+        }
+        written
+    }
+
+    fn write_line<'a, 'r>(
+        &'a self,
+        record: &'a FlatRecord<'r>,
+        kafka: KafkaContext<'a>,
+        out: &mut Vec<u8>,
+    ) -> Option<FlatPoint<'a, 'r>> {
+        let mapping = &self.mapping;
+        match &self.measurement {
+            Some(escaped) => out.extend_from_slice(escaped),
+            None => {
+                let name = mapping.measurement(record, kafka.topic).ok()?;
+                line_protocol::write_measurement(&name, out).ok()?;
+            }
+        }
+        let mut tags = SmallVec::new();
+        for (tag, start) in mapping.tags.iter().zip(&self.tag_starts) {
+            let value = tag_value(tag, record, &kafka).ok()?;
+            out.extend_from_slice(start);
+            line_protocol::write_tag_value(&tag.name, &value, out).ok()?;
+            tags.push((tag.name.as_str(), value));
+        }
+        let mut separator = b' ';
+        for (field, (start, slot)) in mapping.fields.iter().zip(&self.field_starts) {
+            let value = match record.value_at(*slot, &self.keys[*slot]) {
+                None | Some(Scalar::Null) if field.optional => continue,
+                None | Some(Scalar::Null) => return None,
+                Some(value) => value,
+            };
+            out.push(separator);
+            separator = b',';
+            out.extend_from_slice(start);
+            // Most readings: the record's own text, copied without converting the number.
+            if let Some(text) = value::float_text(value, field.kind) {
+                out.extend_from_slice(text.as_bytes());
+            } else {
+                let value = value::coerce(value, field.kind, &field.path).ok()?;
+                line_protocol::write_field_value(&field.name, &value, out).ok()?;
+            }
+        }
+        // No field was written: `map` refuses such a record.
+        if separator == b' ' {
+            return None;
+        }
+        let timestamp_ns = mapping
+            .timestamp
+            .timestamp_ns(record, kafka.timestamp_ms)
+            .ok()?;
+        let timestamp_ns = mapping
+            .collisions
+            .apply(
+                timestamp_ns,
+                &mapping.timestamp,
+                kafka.partition,
+                kafka.offset,
+            )
+            .ok()?;
+        line_protocol::write_timestamp(timestamp_ns, out);
+        Some(FlatPoint {
+            line: self,
+            record,
+            tags,
+            timestamp_ns,
+        })
+    }
+}
+
+/// `name` written by `write` on its own: a key escaped once for every line.
+fn written(
+    write: impl Fn(&str, &mut Vec<u8>) -> Result<(), LineProtocolError>,
+    name: &str,
+) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    write(name, &mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// A flat record's written line, as the fuel alerts read it.
+#[derive(Debug)]
+pub struct FlatPoint<'a, 'r> {
+    line: &'a FlatLine,
+    record: &'a FlatRecord<'r>,
+    /// Tag keys and values, in the mapping's order.
+    tags: SmallVec<[(&'a str, Cow<'a, str>); INLINE_TAGS]>,
+    timestamp_ns: i64,
+}
+
+impl MappedPoint for FlatPoint<'_, '_> {
+    fn tags(&self) -> &[(&str, Cow<'_, str>)] {
+        &self.tags
+    }
+
+    fn float_field(&self, key: &str) -> Option<f64> {
+        // Looked up when asked, not kept for every field: alerts ask for one.
+        let fields = self.line.mapping.fields.iter().zip(&self.line.field_starts);
+        fields
+            .filter(|(field, _)| field.name == key)
+            .find_map(|(field, (_, slot))| {
+                let value = self.record.value_at(*slot, &self.line.keys[*slot])?;
+                value::coerce(value, field.kind, &field.path)
+                    .ok()?
+                    .as_float()
+            })
+    }
+
+    fn timestamp_ns(&self) -> i64 {
+        self.timestamp_ns
+    }
+}
+
+#[cfg(test)]
+mod tests;
