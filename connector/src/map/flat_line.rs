@@ -43,8 +43,8 @@ pub struct FlatLine {
 
 impl FlatLine {
     /// Compiles `mapping` for flat records; `None` when it cannot map them (see
-    /// [`Mapping::flat_keys`]) or when a key of it cannot be written, which every record would
-    /// then be rejected for, the generic way.
+    /// [`Mapping::flat_keys`]) or when its fixed measurement or a tag or field key cannot be
+    /// written (the configuration refuses such names; records would go the generic way).
     pub fn new(mapping: Mapping) -> Option<FlatLine> {
         let keys = mapping.flat_keys()?;
         let measurement = match &mapping.measurement {
