@@ -144,12 +144,15 @@ impl<'r> FlatRecord<'r> {
         self.slots.get(index)
     }
 
-    /// The value of the key at `index` of the keys the record was read for, which must be
-    /// `key`; `None` when it is absent. A flat record's keys start with
-    /// [`Mapping::flat_keys`](crate::map::Mapping::flat_keys), in that order, so a mapping
-    /// finds its own keys' values by position instead of by name.
-    pub fn value_at(&self, index: usize, key: &str) -> Option<Scalar<'_>> {
-        debug_assert_eq!(self.keys.get(index).map(String::as_str), Some(key));
+    /// The keys the record was read for, in order. They start with
+    /// [`Mapping::flat_keys`](crate::map::Mapping::flat_keys), so a mapping finds its own keys'
+    /// values by position ([`FlatRecord::value_at`]) instead of by name.
+    pub fn keys(&self) -> &'r [String] {
+        self.keys
+    }
+
+    /// The value of the key at `index` of [`FlatRecord::keys`]; `None` when it is absent.
+    pub fn value_at(&self, index: usize) -> Option<Scalar<'_>> {
         self.slots.get(index).and_then(Slot::scalar)
     }
 }

@@ -37,7 +37,7 @@ pub struct FlatLine {
     /// Per tag of the mapping, in its order: `,key=`, escaped.
     tag_starts: Vec<Vec<u8>>,
     /// Per field of the mapping, in its order: `key=`, escaped, and the position of the key it
-    /// reads in [`FlatLine::keys`].
+    /// reads in [`FlatLine::keys`], which is its slot in a flat record.
     field_starts: Vec<(Vec<u8>, usize)>,
 }
 
@@ -104,6 +104,8 @@ impl FlatLine {
         kafka: KafkaContext<'a>,
         out: &mut Vec<u8>,
     ) -> Option<FlatPoint<'a, 'r>> {
+        // Every flat reader lays a record out with the mapping's keys first.
+        debug_assert!(record.keys().starts_with(&self.keys));
         let mapping = &self.mapping;
         match &self.measurement {
             Some(escaped) => out.extend_from_slice(escaped),
@@ -121,7 +123,7 @@ impl FlatLine {
         }
         let mut separator = b' ';
         for (field, (start, slot)) in mapping.fields.iter().zip(&self.field_starts) {
-            let value = match record.value_at(*slot, &self.keys[*slot]) {
+            let value = match record.value_at(*slot) {
                 None | Some(Scalar::Null) if field.optional => continue,
                 None | Some(Scalar::Null) => return None,
                 Some(value) => value,
@@ -195,7 +197,7 @@ impl MappedPoint for FlatPoint<'_, '_> {
         fields
             .filter(|(field, _)| field.name == key)
             .find_map(|(field, (_, slot))| {
-                let value = self.record.value_at(*slot, &self.line.keys[*slot])?;
+                let value = self.record.value_at(*slot)?;
                 value::coerce(value, field.kind, &field.path)
                     .ok()?
                     .as_float()
