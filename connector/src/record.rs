@@ -174,8 +174,40 @@ impl<'r> Slot<'r> {
 pub(crate) fn index_from(keys: &[String], key: impl AsRef<[u8]>, guess: usize) -> Option<usize> {
     let key = key.as_ref();
     match keys.get(guess) {
-        Some(known) if known.as_bytes() == key => Some(guess),
-        _ => keys.iter().position(|known| known.as_bytes() == key),
+        Some(known) if same_key(known.as_bytes(), key) => Some(guess),
+        _ => keys
+            .iter()
+            .position(|known| same_key(known.as_bytes(), key)),
+    }
+}
+
+/// Whether two keys are the same bytes. Every key of every flat record is looked up this way,
+/// and keys are short: a key of up to 16 bytes is compared as two overlapping windows, which
+/// cover all its bytes, instead of through a call to `memcmp` (as `==` on slices does).
+fn same_key(known: &[u8], key: &[u8]) -> bool {
+    fn window<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
+        bytes.get(at..at + N)?.try_into().ok()
+    }
+    let length = key.len();
+    if known.len() != length {
+        return false;
+    }
+    match length {
+        0 => true,
+        1..=3 => {
+            known.first() == key.first()
+                && known.get(length / 2) == key.get(length / 2)
+                && known.last() == key.last()
+        }
+        4..=7 => {
+            window::<4>(known, 0) == window::<4>(key, 0)
+                && window::<4>(known, length - 4) == window::<4>(key, length - 4)
+        }
+        8..=16 => {
+            window::<8>(known, 0) == window::<8>(key, 0)
+                && window::<8>(known, length - 8) == window::<8>(key, length - 8)
+        }
+        _ => known == key,
     }
 }
 
@@ -193,5 +225,66 @@ impl<'a, 'r: 'a> Fields<'a> for &'a FlatRecord<'r> {
 
     fn object(self) -> Option<&'a Map<String, Value>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Keys of every length the windows treat differently, over few letters so that many
+    /// share a prefix or a suffix.
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop::sample::select(b"ab\xff".to_vec()), 0..24)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn keys_are_the_same_exactly_when_their_bytes_are(
+            known in key(),
+            other in key(),
+            changed in any::<prop::sample::Index>(),
+            to in prop::sample::select(b"ab\xff".to_vec()),
+        ) {
+            prop_assert_eq!(same_key(&known, &other), known == other);
+            prop_assert!(same_key(&known, &known));
+            // The same key with one byte changed, wherever that byte is.
+            if !known.is_empty() {
+                let mut near = known.clone();
+                let at = changed.index(near.len());
+                near[at] = to;
+                prop_assert_eq!(same_key(&known, &near), known == near, "{:?} {:?}", known, near);
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_is_found_by_its_bytes_from_any_guess() {
+        let keys: Vec<String> = [
+            "lat",
+            "lon",
+            "fuel",
+            "generatorID",
+            "temperature",
+            "pressure",
+        ]
+        .map(String::from)
+        .to_vec();
+        for (index, key) in keys.iter().enumerate() {
+            for guess in 0..=keys.len() {
+                assert_eq!(
+                    index_from(&keys, key, guess),
+                    Some(index),
+                    "{key} from {guess}"
+                );
+            }
+        }
+        assert_eq!(index_from(&keys, "lot", 0), None);
+        assert_eq!(index_from(&keys, "temperaturE", 4), None);
+        assert_eq!(index_from(&keys, "", 0), None);
     }
 }

@@ -378,24 +378,27 @@ impl FlatLayout {
 /// Where a string's text stops: the first `"`, `\\` or control character in `bytes`.
 ///
 /// Every string of every record passes through here (a uuid key alone is 36 bytes), so eight
-/// bytes are tested at a time, with the classic has-zero-byte test on machine words, and only
-/// the word holding the stop is searched byte by byte.
+/// bytes are tested at a time, with the classic has-zero-byte test on machine words. That test
+/// flags the lowest matching byte exactly (a borrow only runs upwards, so only bytes above it
+/// can be flagged falsely), which gives the stop's position without a byte-by-byte search.
+/// Only the last few bytes of the payload, fewer than a word, are searched byte by byte.
 fn string_stop(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Whether some byte of `word` is below `limit` (at most 0x80): exact, no false positives.
-    let below =
-        |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS != 0;
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    // The high bit of each byte of `word` below `limit` (at most 0x80), the lowest exactly.
+    let below = |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS;
     let holds = |word: u64, byte: u8| below(word ^ (ONES * u64::from(byte)), 1);
-    let stops = |byte: u8| byte == b'"' || byte == b'\\' || byte < 0x20;
     let mut start = 0;
-    for chunk in bytes.chunks_exact(8) {
-        let word = u64::from_ne_bytes(<[u8; 8]>::try_from(chunk).ok()?);
-        if below(word, 0x20) || holds(word, b'"') || holds(word, b'\\') {
-            break;
+    while let Some(chunk) = bytes.get(start..start + 8) {
+        // Little-endian, so that the lowest bit is the first byte on any machine.
+        let word = u64::from_le_bytes(chunk.try_into().ok()?);
+        let stops = below(word, 0x20) | holds(word, b'"') | holds(word, b'\\');
+        if stops != 0 {
+            return Some(start + (stops.trailing_zeros() / 8) as usize);
         }
         start += 8;
     }
+    let stops = |byte: u8| byte == b'"' || byte == b'\\' || byte < 0x20;
     let position = bytes.get(start..)?.iter().position(|&byte| stops(byte))?;
     Some(start + position)
 }
@@ -405,6 +408,17 @@ const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
+
+/// The powers of ten a `u64` holds: a run of up to 19 digits is appended with one of them.
+const POW10_U64: [u64; 20] = {
+    let mut powers = [1u64; 20];
+    let mut index = 1;
+    while index < powers.len() {
+        powers[index] = powers[index - 1] * 10;
+        index += 1;
+    }
+    powers
+};
 
 /// A position in a JSON payload. The tokenizer takes the JSON a flat record is made of:
 /// strings without escapes, numbers, `true`, `false` and `null`. Anything else (an escape, an
@@ -441,13 +455,32 @@ impl<'r> Cursor<'r> {
 
     /// Appends the digits that follow to `significand`; how many there were, or `None` when
     /// it overflows.
+    ///
+    /// The first 19 digits cannot overflow on their own: they are read without a check per
+    /// digit and appended with one multiplication, which overflows exactly when appending
+    /// them one by one would. Any further digits are appended one by one, checked.
+    // Inlined for the same reason as `raw_string`: numbers are short, a call costs as much.
+    #[inline(always)]
     fn digits_into(&mut self, significand: &mut u64) -> Option<i64> {
+        let mut run: u64 = 0;
         let mut count = 0;
+        for &byte in self.bytes.get(self.at..)?.iter().take(POW10_U64.len() - 1) {
+            let digit = byte.wrapping_sub(b'0');
+            if digit > 9 {
+                break;
+            }
+            run = run * 10 + u64::from(digit);
+            count += 1;
+        }
+        self.at += count;
+        *significand = significand
+            .checked_mul(*POW10_U64.get(count)?)?
+            .checked_add(run)?;
         while let Some(digit) = self.digit() {
             *significand = significand.checked_mul(10)?.checked_add(u64::from(digit))?;
             count += 1;
         }
-        Some(count)
+        i64::try_from(count).ok()
     }
 
     /// A string without escapes, checked as UTF-8 as the generic parser checks it.
@@ -456,6 +489,9 @@ impl<'r> Cursor<'r> {
     }
 
     /// The bytes of a string without escapes or control characters, not checked as UTF-8.
+    // Inlined into the object loop, which calls it for every key: a call per key costs about
+    // as much as the search itself.
+    #[inline(always)]
     fn raw_string(&mut self) -> Option<&'r [u8]> {
         self.eat(b'"')?;
         let rest = self.bytes.get(self.at..)?;

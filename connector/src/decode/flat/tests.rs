@@ -121,6 +121,13 @@ fn numbers_read_as_serde_json_reads_them() {
         "900719925474.5",
         "1e22",
         "1e-22",
+        "9999999999999999999",
+        "10000000000000000000",
+        "-1000000000000000000",
+        "0.0000000000000000001",
+        "0.00000000000000000001",
+        "45035996273.70490",
+        "1e0022",
     ] {
         let json = format!(r#"{{"n":{text}}}"#);
         let record = layout
@@ -160,6 +167,11 @@ fn numbers_read_as_serde_json_reads_them() {
         "0.1e-22",
         "--1",
         "1.5.5",
+        "99999999999999999999",
+        "123456789012345678901",
+        "1234567890.123456789",
+        "1.00000000000000000000",
+        "100000000000000000000e-2",
     ] {
         let json = format!(r#"{{"n":{declined}}}"#);
         assert!(layout.read(json.as_bytes()).is_none(), "{declined}");
@@ -657,6 +669,70 @@ fn registry_avro_reads_flat_and_a_nan_goes_the_generic_way_with_its_reason() {
             assert!(error.to_string().contains("fuel"), "{error}")
         }
         other => panic!("NaN decoded as {other:?}"),
+    }
+}
+
+/// A JSON number's text: up to 22 digits before and after the point, and an exponent.
+fn number_text() -> impl Strategy<Value = String> {
+    (
+        any::<bool>(),
+        prop_oneof![Just("0".to_owned()), "[1-9][0-9]{0,21}"],
+        prop::option::of("[0-9]{1,22}"),
+        prop::option::of(("[eE]", "[+-]?", "[0-9]{1,3}")),
+    )
+        .prop_map(|(negative, whole, fraction, exponent)| {
+            let mut text = if negative {
+                "-".to_owned()
+            } else {
+                String::new()
+            };
+            text.push_str(&whole);
+            if let Some(fraction) = fraction {
+                text.push('.');
+                text.push_str(&fraction);
+            }
+            if let Some((e, sign, digits)) = exponent {
+                text.push_str(&format!("{e}{sign}{digits}"));
+            }
+            text
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// Any number the tokenizer reads, it reads as `serde_json` does (the same kind of number,
+    /// the same bits); one `serde_json` refuses it leaves to the generic path; a whole number
+    /// of up to 19 digits it always reads.
+    #[test]
+    fn numbers_of_any_length_read_as_serde_json_reads_them(text in number_text()) {
+        let layout = FlatLayout::new(vec!["n".into()], None).unwrap();
+        let json = format!(r#"{{"n":{text}}}"#);
+        let Ok(expected) = serde_json::from_str::<Value>(&text) else {
+            // Beyond a float's range: the generic path explains that.
+            prop_assert!(layout.read(json.as_bytes()).is_none(), "{}", text);
+            return Ok(());
+        };
+        match layout.read(json.as_bytes()) {
+            Some(record) => {
+                let Some(Slot::Number(number, _)) = record.slot("n") else {
+                    panic!("{text}: not a number");
+                };
+                prop_assert_eq!(&Value::Number(number.clone()), &expected, "{}", text);
+                prop_assert_eq!(number.is_f64(), expected.is_f64(), "{}", text);
+                prop_assert_eq!(
+                    number.as_f64().map(f64::to_bits),
+                    expected.as_f64().map(f64::to_bits),
+                    "{}",
+                    text
+                );
+            }
+            None => {
+                let whole = text.trim_start_matches('-');
+                let short_whole = whole.len() <= 19 && whole.bytes().all(|byte| byte.is_ascii_digit());
+                prop_assert!(!short_whole, "a whole number declined: {}", text);
+            }
+        }
     }
 }
 
