@@ -185,9 +185,6 @@ pub(crate) fn index_from(keys: &[String], key: impl AsRef<[u8]>, guess: usize) -
 /// and keys are short: a key of up to 16 bytes is compared as two overlapping windows, which
 /// cover all its bytes, instead of through a call to `memcmp` (as `==` on slices does).
 fn same_key(known: &[u8], key: &[u8]) -> bool {
-    fn window<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
-        bytes.get(at..at + N)?.try_into().ok()
-    }
     let length = key.len();
     if known.len() != length {
         return false;
@@ -200,12 +197,12 @@ fn same_key(known: &[u8], key: &[u8]) -> bool {
                 && known.last() == key.last()
         }
         4..=7 => {
-            window::<4>(known, 0) == window::<4>(key, 0)
-                && window::<4>(known, length - 4) == window::<4>(key, length - 4)
+            known.first_chunk::<4>() == key.first_chunk::<4>()
+                && known.last_chunk::<4>() == key.last_chunk::<4>()
         }
         8..=16 => {
-            window::<8>(known, 0) == window::<8>(key, 0)
-                && window::<8>(known, length - 8) == window::<8>(key, length - 8)
+            known.first_chunk::<8>() == key.first_chunk::<8>()
+                && known.last_chunk::<8>() == key.last_chunk::<8>()
         }
         _ => known == key,
     }

@@ -389,9 +389,9 @@ fn string_stop(bytes: &[u8]) -> Option<usize> {
     let below = |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS;
     let holds = |word: u64, byte: u8| below(word ^ (ONES * u64::from(byte)), 1);
     let mut start = 0;
-    while let Some(chunk) = bytes.get(start..start + 8) {
+    while let Some(chunk) = bytes.get(start..).and_then(<[u8]>::first_chunk::<8>) {
         // Little-endian, so that the lowest bit is the first byte on any machine.
-        let word = u64::from_le_bytes(chunk.try_into().ok()?);
+        let word = u64::from_le_bytes(*chunk);
         let stops = below(word, 0x20) | holds(word, b'"') | holds(word, b'\\');
         if stops != 0 {
             return Some(start + (stops.trailing_zeros() / 8) as usize);
