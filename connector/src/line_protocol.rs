@@ -449,31 +449,105 @@ fn write_short_decimal(number: f64, out: &mut Vec<u8>) -> bool {
     }
     // |scaled| < 1e9 · 10^4, well inside i64 and exact as an f64.
     let scaled = scaled as i64;
+    let magnitude = scaled.unsigned_abs();
+    let (Ok(mut whole), Ok(fraction)) = (
+        u32::try_from(magnitude / SHORT_DECIMAL_UNITS),
+        u32::try_from(magnitude % SHORT_DECIMAL_UNITS),
+    ) else {
+        return false;
+    };
+    // The text is made from its last character to its first, each shifted in below the others,
+    // so that the first ends in the lowest byte: the little-endian bytes of `text` are the
+    // characters in order, whatever their count. At most a sign, 9 digits, a point and 4
+    // decimals: they fit.
+    //
+    // First the four decimals, tenths first. The zeros they end with are not written (`51.47`,
+    // not `51.4700`), and with them the point when all four are zeros.
+    let [tenths, hundredths] = DIGIT_PAIRS[(fraction / 100 % 100) as usize];
+    let [thousandths, ten_thousandths] = DIGIT_PAIRS[(fraction % 100) as usize];
+    let decimals = u32::from_le_bytes([tenths, hundredths, thousandths, ten_thousandths]);
+    let places =
+        SHORT_DECIMALS_MAX - (decimals - u32::from_le_bytes([b'0'; 4])).leading_zeros() / 8;
+    let (mut text, mut len) = match places {
+        0 => (0u128, 0),
+        _ => {
+            let written = decimals & (u32::MAX >> (32 - 8 * places));
+            (
+                (u128::from(written) << 8) | u128::from(b'.'),
+                places as usize + 1,
+            )
+        }
+    };
+    loop {
+        if whole < 10 {
+            text = (text << 8) | u128::from(b'0' + whole as u8);
+            len += 1;
+            break;
+        }
+        text = (text << 16) | u128::from(u16::from_le_bytes(DIGIT_PAIRS[(whole % 100) as usize]));
+        len += 2;
+        whole /= 100;
+        if whole == 0 {
+            break;
+        }
+    }
     if scaled < 0 {
-        out.push(b'-');
+        text = (text << 8) | u128::from(b'-');
+        len += 1;
     }
-    let mut digits = scaled.unsigned_abs();
-    let mut places = SHORT_DECIMALS_MAX as usize;
-    while places > 0 && digits % 10 == 0 {
-        digits /= 10;
-        places -= 1;
-    }
-    // The digits once, the point put in: `5147` with two places is `51.47`.
-    let mut buffer = itoa::Buffer::new();
-    let text = buffer.format(digits).as_bytes();
-    if places == 0 {
-        out.extend_from_slice(text);
-    } else if text.len() > places {
-        let (whole, fraction) = text.split_at(text.len() - places);
-        out.extend_from_slice(whole);
-        out.push(b'.');
-        out.extend_from_slice(fraction);
-    } else {
-        out.extend_from_slice(b"0.");
-        out.extend(std::iter::repeat_n(b'0', places - text.len()));
-        out.extend_from_slice(text);
-    }
+    extend_padded(out, &text.to_le_bytes(), len);
     true
+}
+
+/// A piece of line protocol that a compiled mapping writes on every line (`generator`,
+/// `,generatorID=`, ` fuel=`), held so that it is written with a copy of a fixed size (see
+/// [`extend_padded`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Piece {
+    /// The first [`PIECE_HEAD`] bytes, padded: most keys, with their `,` and `=`, fit.
+    head: [u8; PIECE_HEAD],
+    /// How many bytes of `head` are the piece's.
+    head_len: usize,
+    /// The bytes after the head, if any.
+    tail: Box<[u8]>,
+}
+
+/// The bytes a [`Piece`] copies at a fixed size.
+const PIECE_HEAD: usize = 16;
+
+impl Piece {
+    /// The piece that writes `bytes`.
+    pub(crate) fn new(bytes: &[u8]) -> Piece {
+        let (head_bytes, tail) = bytes.split_at(bytes.len().min(PIECE_HEAD));
+        let mut head = [0; PIECE_HEAD];
+        for (cell, byte) in head.iter_mut().zip(head_bytes) {
+            *cell = *byte;
+        }
+        Piece {
+            head,
+            head_len: head_bytes.len(),
+            tail: tail.into(),
+        }
+    }
+
+    /// Appends the piece's bytes to `out`.
+    #[inline(always)]
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        extend_padded(out, &self.head, self.head_len);
+        if !self.tail.is_empty() {
+            out.extend_from_slice(&self.tail);
+        }
+    }
+}
+
+/// Appends the first `len` bytes of `padded`. Copying a whole array of a size known when
+/// compiling takes a few moves; copying a slice of any other length is a call to `memcpy`,
+/// which costs more than the copy itself for the few bytes a piece of a line has.
+#[inline(always)]
+fn extend_padded<const N: usize>(out: &mut Vec<u8>, padded: &[u8; N], len: usize) {
+    let start = out.len();
+    out.extend_from_slice(padded);
+    out.truncate(start + len.min(N));
 }
 
 /// `x.round()` for `|x| < 2^52`, without the libm call `round` is on the baseline x86-64
@@ -495,6 +569,23 @@ const SHORT_DECIMALS_MAX: u32 = 4;
 
 /// `10^SHORT_DECIMALS_MAX`, exact as an f64.
 const SHORT_DECIMAL_SCALE: f64 = 1e4;
+
+/// `SHORT_DECIMAL_SCALE` as an integer.
+const SHORT_DECIMAL_UNITS: u64 = 10u64.pow(SHORT_DECIMALS_MAX);
+
+// The decimals are written as the four bytes of a `u32`.
+const _: () = assert!(SHORT_DECIMALS_MAX == 4);
+
+/// `00` to `99`, each as its two digits.
+const DIGIT_PAIRS: [[u8; 2]; 100] = {
+    let mut pairs = [[0; 2]; 100];
+    let mut pair = 0;
+    while pair < 100 {
+        pairs[pair] = [b'0' + (pair / 10) as u8, b'0' + (pair % 10) as u8];
+        pair += 1;
+    }
+    pairs
+};
 
 /// Largest magnitude for the short path: doubles below it are under `2^-22` apart, far less than
 /// half of `10^-SHORT_DECIMALS_MAX`.
@@ -882,11 +973,22 @@ mod tests {
             assert_float_text(number);
         }
 
+        /// A piece is written as its bytes, whatever its length and whatever came before.
+        #[test]
+        fn a_piece_writes_its_bytes(
+            before in proptest::collection::vec(any::<u8>(), 0..40),
+            bytes in proptest::collection::vec(any::<u8>(), 0..50),
+        ) {
+            let mut out = before.clone();
+            Piece::new(&bytes).write(&mut out);
+            prop_assert_eq!(out, [before, bytes].concat());
+        }
+
         /// Readings with a few decimals take the short path; its text must be `Display`'s,
-        /// up to and around the path's limits.
+        /// up to and around the path's limits, and with fewer digits than decimals (`0.05`).
         #[test]
         fn short_decimals_print_as_display_does(
-            digits in -(1e13 as i64)..(1e13 as i64),
+            digits in prop_oneof![-(1e13 as i64)..(1e13 as i64), -100_000i64..100_000],
             decimals in 0u32..=6,
         ) {
             let number = digits as f64 / 10f64.powi(decimals as i32);

@@ -20,7 +20,7 @@ use smallvec::SmallVec;
 
 use super::{KafkaContext, Mapping, Measurement, tag_value, value};
 use crate::alerts::MappedPoint;
-use crate::line_protocol::{self, LineProtocolError};
+use crate::line_protocol::{self, LineProtocolError, Piece};
 use crate::record::{FlatRecord, Scalar};
 
 /// Tags a [`FlatPoint`] holds without allocating.
@@ -33,12 +33,23 @@ pub struct FlatLine {
     /// The keys a flat record is read for ([`Mapping::flat_keys`]).
     keys: Vec<String>,
     /// The measurement, escaped, when it is the same for every record.
-    measurement: Option<Vec<u8>>,
+    measurement: Option<Piece>,
     /// Per tag of the mapping, in its order: `,key=`, escaped.
-    tag_starts: Vec<Vec<u8>>,
-    /// Per field of the mapping, in its order: `key=`, escaped, and the position of the key it
-    /// reads in [`FlatLine::keys`], which is its slot in a flat record.
-    field_starts: Vec<(Vec<u8>, usize)>,
+    tag_starts: Vec<Piece>,
+    /// Per field of the mapping, in its order.
+    field_starts: Vec<FieldStart>,
+}
+
+/// What a field's part of a line starts with, and where its value is.
+#[derive(Debug, Clone)]
+struct FieldStart {
+    /// ` key=`, escaped: the line's first field.
+    first: Piece,
+    /// `,key=`, escaped: any later field.
+    later: Piece,
+    /// The position of the key the field reads in [`FlatLine::keys`], which is its slot in a
+    /// flat record.
+    slot: usize,
 }
 
 impl FlatLine {
@@ -48,23 +59,25 @@ impl FlatLine {
     pub fn new(mapping: Mapping) -> Option<FlatLine> {
         let keys = mapping.flat_keys()?;
         let measurement = match &mapping.measurement {
-            Measurement::Fixed(name) => Some(written(line_protocol::write_measurement, name)?),
+            Measurement::Fixed(name) => Some(piece(b"", line_protocol::write_measurement, name)?),
             Measurement::Template(_) | Measurement::Field(_) => None,
         };
         let tag_starts = mapping
             .tags
             .iter()
-            .map(|tag| written(line_protocol::write_tag_key, &tag.name))
+            .map(|tag| piece(b"", line_protocol::write_tag_key, &tag.name))
             .collect::<Option<Vec<_>>>()?;
         let field_starts = mapping
             .fields
             .iter()
             .map(|field| {
                 let key = field.path.top_level_key();
-                Some((
-                    written(line_protocol::write_field_key, &field.name)?,
-                    keys.iter().position(|read| *read == key)?,
-                ))
+                let write = line_protocol::write_field_key;
+                Some(FieldStart {
+                    first: piece(b" ", write, &field.name)?,
+                    later: piece(b",", write, &field.name)?,
+                    slot: keys.iter().position(|read| *read == key)?,
+                })
             })
             .collect::<Option<Vec<_>>>()?;
         Some(FlatLine {
@@ -108,7 +121,7 @@ impl FlatLine {
         debug_assert!(record.keys().starts_with(&self.keys));
         let mapping = &self.mapping;
         match &self.measurement {
-            Some(escaped) => out.extend_from_slice(escaped),
+            Some(escaped) => escaped.write(out),
             None => {
                 let name = mapping.measurement(record, kafka.topic).ok()?;
                 line_protocol::write_measurement(&name, out).ok()?;
@@ -117,20 +130,23 @@ impl FlatLine {
         let mut tags = SmallVec::new();
         for (tag, start) in mapping.tags.iter().zip(&self.tag_starts) {
             let value = tag_value(tag, record, &kafka).ok()?;
-            out.extend_from_slice(start);
+            start.write(out);
             line_protocol::write_tag_value(&tag.name, &value, out).ok()?;
             tags.push((tag.name.as_str(), value));
         }
-        let mut separator = b' ';
-        for (field, (start, slot)) in mapping.fields.iter().zip(&self.field_starts) {
-            let value = match record.value_at(*slot) {
+        let mut first_field = true;
+        for (field, start) in mapping.fields.iter().zip(&self.field_starts) {
+            let value = match record.value_at(start.slot) {
                 None | Some(Scalar::Null) if field.optional => continue,
                 None | Some(Scalar::Null) => return None,
                 Some(value) => value,
             };
-            out.push(separator);
-            separator = b',';
-            out.extend_from_slice(start);
+            if first_field {
+                start.first.write(out);
+                first_field = false;
+            } else {
+                start.later.write(out);
+            }
             // Most readings: the record's own text, copied without converting the number.
             if let Some(text) = value::float_text(value, field.kind) {
                 out.extend_from_slice(text.as_bytes());
@@ -140,7 +156,7 @@ impl FlatLine {
             }
         }
         // No field was written: `map` refuses such a record.
-        if separator == b' ' {
+        if first_field {
             return None;
         }
         let timestamp_ns = mapping
@@ -166,14 +182,15 @@ impl FlatLine {
     }
 }
 
-/// `name` written by `write` on its own: a key escaped once for every line.
-fn written(
+/// `prefix`, then `name` written by `write`: a piece of every line, escaped once.
+fn piece(
+    prefix: &[u8],
     write: impl Fn(&str, &mut Vec<u8>) -> Result<(), LineProtocolError>,
     name: &str,
-) -> Option<Vec<u8>> {
-    let mut bytes = Vec::new();
+) -> Option<Piece> {
+    let mut bytes = prefix.to_vec();
     write(name, &mut bytes).ok()?;
-    Some(bytes)
+    Some(Piece::new(&bytes))
 }
 
 /// A flat record's written line, as the fuel alerts read it.
@@ -196,8 +213,8 @@ impl MappedPoint for FlatPoint<'_, '_> {
         let fields = self.line.mapping.fields.iter().zip(&self.line.field_starts);
         fields
             .filter(|(field, _)| field.name == key)
-            .find_map(|(field, (_, slot))| {
-                let value = self.record.value_at(*slot)?;
+            .find_map(|(field, start)| {
+                let value = self.record.value_at(start.slot)?;
                 value::coerce(value, field.kind, &field.path)
                     .ok()?
                     .as_float()

@@ -175,6 +175,10 @@ fn measurement() -> impl Strategy<Value = Measurement> {
     prop_oneof![
         Just(Measurement::Fixed("m".into())),
         Just(Measurement::Fixed("gen erator,x".into())),
+        // Longer than one block of a line's pieces.
+        Just(Measurement::Fixed(
+            "generator telemetry, fleet=north".into()
+        )),
         Just(Measurement::Template("{topic}".into())),
         Just(Measurement::Template("kafka.{topic}".into())),
         record_key().prop_map(Measurement::Field),
@@ -192,8 +196,14 @@ fn tag_source() -> impl Strategy<Value = TagSource> {
     ]
 }
 
+/// Tag names to map: some to escape, and one longer than a block of a line's pieces.
+const TAG_NAMES: [&str; 5] = ["ta", "t b", "t=c", "id", "a tag key, longer than a block"];
+
+/// Field names to map, likewise.
+const FIELD_NAMES: [&str; 5] = ["fa", "f b", "f,c", "fuel", "fuel_level_percent"];
+
 fn mapping() -> impl Strategy<Value = Mapping> {
-    let tags = prop::sample::subsequence(vec!["ta", "t b", "t=c", "id"], 0..=3)
+    let tags = prop::sample::subsequence(TAG_NAMES.to_vec(), 0..=3)
         .prop_flat_map(|names| {
             let count = names.len();
             (Just(names), prop::collection::vec(tag_source(), count))
@@ -208,7 +218,7 @@ fn mapping() -> impl Strategy<Value = Mapping> {
                 })
                 .collect::<Vec<_>>()
         });
-    let fields = prop::sample::subsequence(vec!["fa", "f b", "f,c", "fuel"], 1..=4)
+    let fields = prop::sample::subsequence(FIELD_NAMES.to_vec(), 1..=4)
         .prop_flat_map(|names| {
             let count = names.len();
             (
