@@ -502,7 +502,7 @@ fn write_short_decimal(number: f64, out: &mut Vec<u8>) -> bool {
 /// A piece of line protocol that a compiled mapping writes on every line (`generator`,
 /// `,generatorID=`, ` fuel=`), held so that it is written with a copy of a fixed size (see
 /// [`extend_padded`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Piece {
     /// The first [`PIECE_HEAD`] bytes, padded: most keys, with their `,` and `=`, fit.
     head: [u8; PIECE_HEAD],
@@ -520,9 +520,7 @@ impl Piece {
     pub(crate) fn new(bytes: &[u8]) -> Piece {
         let (head_bytes, tail) = bytes.split_at(bytes.len().min(PIECE_HEAD));
         let mut head = [0; PIECE_HEAD];
-        for (cell, byte) in head.iter_mut().zip(head_bytes) {
-            *cell = *byte;
-        }
+        head[..head_bytes.len()].copy_from_slice(head_bytes);
         Piece {
             head,
             head_len: head_bytes.len(),
@@ -567,11 +565,11 @@ fn round_half_away(x: f64) -> f64 {
 /// Most decimals a reading takes the short path with (see [`write_short_decimal`]).
 const SHORT_DECIMALS_MAX: u32 = 4;
 
-/// `10^SHORT_DECIMALS_MAX`, exact as an f64.
-const SHORT_DECIMAL_SCALE: f64 = 1e4;
-
-/// `SHORT_DECIMAL_SCALE` as an integer.
+/// `10^SHORT_DECIMALS_MAX`.
 const SHORT_DECIMAL_UNITS: u64 = 10u64.pow(SHORT_DECIMALS_MAX);
+
+/// `SHORT_DECIMAL_UNITS` as an f64, which holds it exactly.
+const SHORT_DECIMAL_SCALE: f64 = SHORT_DECIMAL_UNITS as f64;
 
 // The decimals are written as the four bytes of a `u32`.
 const _: () = assert!(SHORT_DECIMALS_MAX == 4);
