@@ -160,11 +160,7 @@ impl Batch {
     /// copied) and offset. Without such a record the line is dropped again, so that every line
     /// keeps a record to be dead-lettered as.
     pub fn add_alert(&mut self, level: Level) {
-        let Some(record_line) = self
-            .line_sources
-            .iter()
-            .rposition(|origin| matches!(origin, LineOrigin::Record(_)))
-        else {
+        let Some(record_line) = self.last_record_line() else {
             let end = self.line_ends.last().copied().unwrap_or(0);
             self.lines.truncate(end);
             return;
@@ -175,23 +171,26 @@ impl Batch {
         self.alert_lines[level.index()] += 1;
     }
 
-    /// Keeps `reading` (of the record at `topic[partition]@offset`, added with
-    /// [`Batch::add_point`]) if it is its generator's newest in the batch. Allocates only for a
-    /// generator's first reading in the batch.
-    pub fn add_reading(
-        &mut self,
-        reading: &FuelReading<'_>,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-    ) {
+    /// Keeps `reading`, of the record added last with [`Batch::add_point`], if it is its
+    /// generator's newest in the batch. Without such a record it is dropped: a reading must have
+    /// a record whose refusal can leave it out. Allocates only for a generator's first reading
+    /// in the batch.
+    pub fn add_reading(&mut self, reading: &FuelReading<'_>) {
+        // The record's topic index, partition and offset, as `add_point` kept them, rather
+        // than the topic looked up by name a second time for every record.
+        let Some(LineOrigin::Record(record)) = self
+            .last_record_line()
+            .and_then(|line| self.line_sources.get(line))
+        else {
+            return;
+        };
         let latest = Latest {
             fuel: reading.fuel,
             thresholds: reading.thresholds,
             timestamp_ns: reading.timestamp_ns,
-            topic: self.topic_index(topic),
-            partition,
-            offset,
+            topic: record.topic,
+            partition: record.partition,
+            offset: record.offset,
         };
         let hash = self.latest_hasher.hash_one(reading.generator);
         let ids = &self.generator_ids;
@@ -211,6 +210,15 @@ impl Batch {
                     hasher.hash_one(ids.get(id.clone()).unwrap_or_default())
                 });
             }
+        }
+    }
+
+    /// The line of the record added last: the last line, or the record an alert line at the
+    /// end was derived from.
+    fn last_record_line(&self) -> Option<usize> {
+        match self.line_sources.last()? {
+            LineOrigin::Record(_) => Some(self.line_sources.len() - 1),
+            LineOrigin::Alert { record_line, .. } => Some(*record_line),
         }
     }
 
@@ -845,12 +853,7 @@ mod tests {
             let partition = (offset % 2) as i32;
             let message = message("t", partition, offset as i64);
             add_line(&mut batch, &message, now);
-            batch.add_reading(
-                &reading(generator, fuel, timestamp),
-                "t",
-                partition,
-                offset as i64,
-            );
+            batch.add_reading(&reading(generator, fuel, timestamp));
         }
         assert_eq!(batch.latest.len(), 3);
         let mut readings: Vec<_> = batch
@@ -890,18 +893,56 @@ mod tests {
         assert_eq!(batch.written_readings(&[]).count(), 0);
     }
 
+    #[test]
+    fn a_reading_belongs_to_the_record_added_last_and_needs_one() {
+        let now = Instant::now();
+        let mut batch = Batch::default();
+        batch.add_reading(&reading("orphan", 10.0, 1));
+        assert_eq!(batch.written_readings(&[]).count(), 0, "no record yet");
+        add_line(&mut batch, &message("a", 0, 1), now);
+        add_line(&mut batch, &message("b", 3, 7), now);
+        add_alert_line(&mut batch, Level::Warn);
+        // After its alert line the reading is still the last record's: b[3]@7.
+        batch.add_reading(&reading("g", 150.0, 5));
+        add_line(&mut batch, &message("a", 1, 2), now);
+        batch.add_reading(&reading("h", 50.0, 6));
+        let mut readings: Vec<_> = batch
+            .written_readings(&[])
+            .map(|r| (r.generator.to_owned(), r.topic.to_owned(), r.partition))
+            .collect();
+        readings.sort();
+        assert_eq!(
+            readings,
+            [("g".into(), "b".into(), 3), ("h".into(), "a".into(), 1)]
+        );
+        // Refusing b[3]@7 leaves g's reading out, and only g's.
+        let refused = batch
+            .dead_letter_for_line(
+                1,
+                Rejection {
+                    stage: Stage::Write,
+                    reason: "InfluxDbRejected",
+                    message: "no".into(),
+                },
+            )
+            .unwrap();
+        let shown: Vec<_> = batch
+            .written_readings(std::slice::from_ref(&refused))
+            .map(|r| r.generator)
+            .collect();
+        assert_eq!(shown, ["h"]);
+        batch.clear();
+        batch.add_reading(&reading("orphan", 10.0, 1));
+        assert_eq!(batch.written_readings(&[]).count(), 0, "cleared: no record");
+    }
+
     /// Fills `batch` with records of `topic`: points, readings, an alert, a dead letter.
     fn fill(batch: &mut Batch, topic: &str, first_offset: i64, now: Instant) {
         for (i, generator) in ["g1", "g2", "g1"].into_iter().enumerate() {
             let offset = first_offset + i as i64;
             let partition = i as i32 % 2;
             add_line(batch, &message(topic, partition, offset), now);
-            batch.add_reading(
-                &reading(generator, 100.0 + offset as f64, offset),
-                topic,
-                partition,
-                offset,
-            );
+            batch.add_reading(&reading(generator, 100.0 + offset as f64, offset));
         }
         add_alert_line(batch, Level::Warn);
         batch.add_dead_letter(

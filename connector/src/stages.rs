@@ -265,12 +265,7 @@ fn add_fuel_reading<M: Message>(
     let Some(reading) = rules.reading(point) else {
         return;
     };
-    batch.add_reading(
-        &reading,
-        message.topic(),
-        message.partition(),
-        message.offset(),
-    );
+    batch.add_reading(&reading);
     let Some(alert) = reading.alert() else {
         return;
     };
