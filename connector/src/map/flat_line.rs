@@ -20,7 +20,7 @@ use smallvec::SmallVec;
 
 use super::{KafkaContext, Mapping, Measurement, tag_value, value};
 use crate::alerts::MappedPoint;
-use crate::line_protocol::{self, LineProtocolError, Piece};
+use crate::line_protocol::{self, FieldValue, LineProtocolError, Piece};
 use crate::record::{FlatRecord, Scalar};
 
 /// Tags a [`FlatPoint`] holds without allocating.
@@ -147,12 +147,15 @@ impl FlatLine {
             } else {
                 start.later.write(out);
             }
-            // Most readings: the record's own text, copied without converting the number.
-            if let Some(text) = value::float_text(value, field.kind) {
-                out.extend_from_slice(text.as_bytes());
-            } else {
-                let value = value::coerce(value, field.kind, &field.path).ok()?;
-                line_protocol::write_field_value(&field.name, &value, out).ok()?;
+            // Most readings are floats, written without `coerce`'s error path; a number read
+            // with its text is copied as it is.
+            match value::float_field(value, field.kind) {
+                Some(FieldValue::FloatText(_, text)) => out.extend_from_slice(text.as_bytes()),
+                Some(float) => line_protocol::write_field_value(&field.name, &float, out).ok()?,
+                None => {
+                    let value = value::coerce(value, field.kind, &field.path).ok()?;
+                    line_protocol::write_field_value(&field.name, &value, out).ok()?;
+                }
             }
         }
         // No field was written: `map` refuses such a record.
@@ -214,10 +217,7 @@ impl MappedPoint for FlatPoint<'_, '_> {
         fields
             .filter(|(field, _)| field.name == key)
             .find_map(|(field, start)| {
-                let value = self.record.value_at(start.slot)?;
-                value::coerce(value, field.kind, &field.path)
-                    .ok()?
-                    .as_float()
+                value::float_field(self.record.value_at(start.slot)?, field.kind)?.as_float()
             })
     }
 

@@ -139,11 +139,15 @@ fn non_numeric(value: Scalar<'_>, path: &FieldPath) -> MapError {
     }
 }
 
-/// The text a field of `kind` holding `value` is written as, when the record gave it ready: a
-/// float field's number with its [`FloatText`], which the encoder copies (see [`float`]).
-pub(super) fn float_text(value: Scalar<'_>, kind: FieldType) -> Option<FloatText<'_>> {
+/// What [`coerce`] makes of `value` for a field of `kind` when that is a float, the value of
+/// most readings; `None` for anything else, which `coerce` converts or refuses. Every record's
+/// fields and its fuel alert go through it: `coerce`'s `Result`, whose error carries strings,
+/// was about a tenth of a flat Avro record's instructions.
+pub(super) fn float_field(value: Scalar<'_>, kind: FieldType) -> Option<FieldValue<'_>> {
     match (kind, value) {
-        (FieldType::Float | FieldType::Auto, Scalar::Number(_, text)) => text,
+        (FieldType::Float | FieldType::Auto, Scalar::Number(number, text)) => {
+            Some(float(number, text))
+        }
         _ => None,
     }
 }
@@ -212,6 +216,37 @@ mod tests {
 
     fn text(value: &str) -> FieldValue<'static> {
         FieldValue::String(Cow::Owned(value.to_owned()))
+    }
+
+    #[test]
+    fn float_field_is_what_coerce_makes_of_a_float_and_nothing_else() {
+        let values = [
+            json!(51.47),
+            json!(400),
+            json!(-7),
+            json!(u64::MAX),
+            json!(1e300),
+            json!(true),
+            json!("51.47"),
+            Value::Null,
+            json!([1.5]),
+            json!({"a": 1.5}),
+        ];
+        let read_text = Number::from_f64(51.47).expect("finite");
+        let text = FloatText::of_json(b"51.47").expect("a float text");
+        let scalars = values
+            .iter()
+            .map(Scalar::of)
+            .chain([Scalar::Number(&read_text, Some(text))]);
+        let path = FieldPath::Key("x".into());
+        for scalar in scalars {
+            for kind in FieldType::ALL {
+                let coerced = coerce(scalar, kind, &path)
+                    .ok()
+                    .filter(|value| value.as_float().is_some());
+                assert_eq!(float_field(scalar, kind), coerced, "{kind:?} of {scalar:?}");
+            }
+        }
     }
 
     #[test]
