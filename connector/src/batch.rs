@@ -870,16 +870,7 @@ mod tests {
             ]
         );
         // c's record (offset 4) was refused by InfluxDB: its reading is not shown.
-        let refused = batch
-            .dead_letter_for_line(
-                4,
-                Rejection {
-                    stage: Stage::Write,
-                    reason: "InfluxDbRejected",
-                    message: "no".into(),
-                },
-            )
-            .unwrap();
+        let refused = refused_by_influxdb(&batch, 4);
         let shown: Vec<&str> = {
             let mut shown: Vec<&str> = batch
                 .written_readings(std::slice::from_ref(&refused))
@@ -891,6 +882,18 @@ mod tests {
         assert_eq!(shown, ["a", "b"]);
         batch.clear();
         assert_eq!(batch.written_readings(&[]).count(), 0);
+    }
+
+    /// The dead letter of line `line`, refused by InfluxDB.
+    fn refused_by_influxdb(batch: &Batch, line: usize) -> DeadLetter {
+        let rejection = Rejection {
+            stage: Stage::Write,
+            reason: "InfluxDbRejected",
+            message: "no".into(),
+        };
+        batch
+            .dead_letter_for_line(line, rejection)
+            .expect("a line of the batch")
     }
 
     #[test]
@@ -916,16 +919,7 @@ mod tests {
             [("g".into(), "b".into(), 3), ("h".into(), "a".into(), 1)]
         );
         // Refusing b[3]@7 leaves g's reading out, and only g's.
-        let refused = batch
-            .dead_letter_for_line(
-                1,
-                Rejection {
-                    stage: Stage::Write,
-                    reason: "InfluxDbRejected",
-                    message: "no".into(),
-                },
-            )
-            .unwrap();
+        let refused = refused_by_influxdb(&batch, 1);
         let shown: Vec<_> = batch
             .written_readings(std::slice::from_ref(&refused))
             .map(|r| r.generator)
